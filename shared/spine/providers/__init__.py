@@ -1,0 +1,1 @@
+"""Provider adapters. Each SDK is imported only when a request needs it."""

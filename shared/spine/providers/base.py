@@ -1,0 +1,79 @@
+"""The contract every provider adapter fulfils.
+
+An adapter turns a validated OpenAI-shaped request into one upstream call through the
+provider's official SDK and returns an OpenAI-shaped answer. It raises only
+`spine.errors` exceptions (mapped from the SDK's own), never HTTP framework errors.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from spine.registry.schema import ModelEntry, ProviderKind, Timeouts
+from spine.schemas.openai import (
+    ChatCompletion,
+    ChatCompletionRequest,
+    ChatMessage,
+    CompletionChoice,
+    CompletionRequest,
+    TextCompletion,
+)
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where one call goes: a model entry's deployment, with its key resolved."""
+
+    entry: ModelEntry
+    provider: ProviderKind
+    model: str  # the provider's name for the model
+    base_url: str | None
+    api_key: str | None
+    timeouts: Timeouts
+    deployment: str = "default"
+
+
+class ChatProvider(ABC):
+    """Adapter base. `supported_params` lists the request fields the provider honours;
+    the chat service refuses any other field that a request sets."""
+
+    kind: ProviderKind
+    supported_params: frozenset[str]
+
+    @abstractmethod
+    async def chat(self, target: Target, request: ChatCompletionRequest) -> ChatCompletion:
+        """One non-streaming chat completion."""
+
+    def chat_stream(
+        self, target: Target, request: ChatCompletionRequest
+    ) -> AsyncIterator[dict[str, object]]:
+        raise NotImplementedError(f"{self.kind} streaming is not implemented")
+
+    async def complete(self, target: Target, request: CompletionRequest) -> TextCompletion:
+        """Text completion. Chat-only providers answer it as one user turn."""
+        chat_request = ChatCompletionRequest.model_validate(
+            {
+                **request.model_dump(
+                    exclude_none=True, exclude={"prompt", "suffix", "echo", "best_of", "logprobs"}
+                ),
+                "messages": [ChatMessage(role="user", content=request.prompt_text())],
+            }
+        )
+        answer = await self.chat(target, chat_request)
+        choice = answer.choices[0]
+        return TextCompletion(
+            id=answer.id.replace("chatcmpl", "cmpl", 1),
+            created=answer.created,
+            model=answer.model,
+            choices=[
+                CompletionChoice(
+                    text=choice.message.content or "", finish_reason=choice.finish_reason
+                )
+            ],
+            usage=answer.usage,
+        )
+
+    async def aclose(self) -> None:  # noqa: B027 - optional hook
+        """Release pooled connections (tests, shutdown)."""

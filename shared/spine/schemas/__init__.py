@@ -1,0 +1,1 @@
+"""Wire shapes: OpenAI-compatible requests and responses."""
