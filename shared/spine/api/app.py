@@ -1,0 +1,70 @@
+"""Build one FastAPI app per Lambda function from routers in `spine.api.routes`.
+
+Settings and the registry are loaded and validated here, once per container: a
+function whose config fails validation fails to start rather than serve it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fastapi import APIRouter, FastAPI
+
+from spine.api.errors import install_error_handlers
+from spine.api.middleware import RequestContextMiddleware
+from spine.observability import get_logger
+from spine.registry.source import FileRegistrySource, RegistrySource
+from spine.settings import Settings, get_settings
+from spine.usage.recorder import PostgresUsageRecorder, UsageRecorder
+
+logger = get_logger(__name__)
+
+
+@dataclass
+class AppState:
+    function_name: str
+    settings: Settings
+    registry: RegistrySource
+    recorder: UsageRecorder
+    verify_jwt: bool
+
+
+def create_app(
+    function_name: str,
+    routers: list[APIRouter],
+    *,
+    settings: Settings | None = None,
+    registry: RegistrySource | None = None,
+    recorder: UsageRecorder | None = None,
+) -> FastAPI:
+    settings = settings or get_settings()
+    if registry is None:
+        registry = FileRegistrySource(
+            settings.models_path, interval=settings.models.reload_interval_seconds
+        )
+    verify_jwt = settings.function(function_name).verify_jwt
+    if not verify_jwt and function_name != "health":
+        # Supabase semantics: verify_jwt = false makes the function public.
+        logger.warning(
+            "authentication disabled for function: every request is anonymous",
+            extra={"function": function_name},
+        )
+    app = FastAPI(
+        title=f"Spine {function_name}",
+        # No docs routes in Lambda: they are not part of the API Gateway contract.
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.spine = AppState(
+        function_name=function_name,
+        settings=settings,
+        registry=registry,
+        recorder=recorder or PostgresUsageRecorder(),
+        verify_jwt=verify_jwt,
+    )
+    install_error_handlers(app)
+    for router in routers:
+        app.include_router(router)
+    app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.service.max_body_bytes)
+    return app

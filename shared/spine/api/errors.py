@@ -1,0 +1,122 @@
+"""The one place where exceptions become HTTP responses.
+
+Every error body has OpenAI's shape: `{"error": {"message", "type", "param", "code"}}`,
+so any OpenAI client raises its usual exception classes against Spine.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from spine.errors import SpineError
+from spine.observability import get_logger
+
+logger = get_logger(__name__)
+
+_STATUS_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "invalid_request_error",
+    405: "invalid_request_error",
+    413: "invalid_request_error",
+    415: "invalid_request_error",
+    429: "rate_limit_error",
+}
+
+
+def error_body(
+    message: str, error_type: str, param: str | None = None, code: str | None = None
+) -> dict[str, Any]:
+    return {"error": {"message": message, "type": error_type, "param": param, "code": code}}
+
+
+def error_response(
+    status: int,
+    message: str,
+    error_type: str | None = None,
+    *,
+    param: str | None = None,
+    code: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    kind = error_type or _STATUS_TYPES.get(status, "server_error")
+    return JSONResponse(error_body(message, kind, param, code), status_code=status, headers=headers)
+
+
+def spine_error_response(exc: SpineError) -> JSONResponse:
+    return error_response(
+        exc.status_code,
+        exc.message,
+        exc.error_type,
+        param=exc.param,
+        code=exc.code,
+        headers=exc.headers,
+    )
+
+
+def param_path(loc: Sequence[Any]) -> str | None:
+    """('body', 'messages', 0, 'role') -> 'messages[0].role' (OpenAI's param style)."""
+    parts = [p for p in loc if p != "body"]
+    text = ""
+    for part in parts:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        elif isinstance(part, str) and ("[" in part or part.startswith("function-")):
+            continue  # pydantic union/validator tags, not fields
+        else:
+            text += f".{part}" if text else str(part)
+    return text or None
+
+
+def validation_message(errors: Sequence[Any]) -> tuple[str, str | None, str]:
+    """The first validation error as (message, param, code)."""
+    first = errors[0]
+    param = param_path(first.get("loc", ()))
+    kind = first.get("type", "")
+    if kind == "json_invalid":
+        detail = first.get("ctx", {}).get("error", "invalid JSON")
+        return f"The request body is not valid JSON: {detail}", None, "invalid_json"
+    if kind == "extra_forbidden":
+        return f"Unrecognized request argument supplied: {param}", param, "unknown_parameter"
+    if kind == "missing":
+        return f"Missing required parameter: '{param}'", param, "missing_required_parameter"
+    message = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
+    where = f"'{param}'" if param else "request body"
+    more = f" (and {len(errors) - 1} more errors)" if len(errors) > 1 else ""
+    return f"Invalid value for {where}: {message}{more}", param, "invalid_value"
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(SpineError)
+    async def _spine(_: Request, exc: SpineError) -> JSONResponse:
+        if exc.status_code >= 500:
+            logger.warning("request failed", extra={"status": exc.status_code, "code": exc.code})
+        return spine_error_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        message, param, code = validation_message(exc.errors())
+        return error_response(400, message, param=param, code=code)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        message = exc.detail if isinstance(exc.detail, str) else json.dumps(exc.detail)
+        if exc.status_code == 404:
+            message = "Unknown request URL. Please check the URL and method."
+        headers = dict(exc.headers) if exc.headers else None
+        return error_response(exc.status_code, message, headers=headers)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        logger.exception("unhandled error", extra={"error_class": type(exc).__name__})
+        return error_response(
+            500, "The server had an error while processing your request.", "server_error"
+        )

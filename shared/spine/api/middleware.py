@@ -1,0 +1,127 @@
+"""Pure ASGI middleware (cheaper than BaseHTTPMiddleware on every request):
+request ids, the body-size limit, and request logging context."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from spine.api.errors import error_body
+from spine.observability import bind_request, get_logger, unbind_request
+
+logger = get_logger(__name__)
+
+REQUEST_ID_HEADER = b"x-request-id"
+
+
+def request_id_of(scope: Scope) -> str:
+    """API Gateway's request id when behind it (so logs, usage rows and the
+    x-request-id header all agree with CloudWatch), else a fresh one. A client's own
+    x-request-id is never trusted as the key: usage rows are unique per request."""
+    event = scope.get("aws.event")
+    if isinstance(event, dict):
+        context = event.get("requestContext") or {}
+        rid = context.get("requestId")
+        if isinstance(rid, str) and rid:
+            return rid
+    return f"req_{uuid.uuid4().hex}"
+
+
+class RequestContextMiddleware:
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = request_id_of(scope)
+        scope.setdefault("state", {})["request_id"] = request_id
+        started = time.perf_counter()
+        status_holder: dict[str, Any] = {}
+
+        declared = _content_length(scope)
+        if declared is not None and declared > self.max_body_bytes:
+            await _send_too_large(send, request_id, self.max_body_bytes)
+            return
+
+        received = 0
+        too_large = False
+
+        async def limited_receive() -> Message:
+            nonlocal received, too_large
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body_bytes:
+                    too_large = True
+                    raise _BodyTooLarge
+            return message
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status_holder["status"] = message["status"]
+                headers = list(message.get("headers", []))
+                headers.append((REQUEST_ID_HEADER, request_id.encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        bind_request(logger, request_id, path=scope.get("path"), method=scope.get("method"))
+        try:
+            await self.app(scope, limited_receive, send_with_id)
+        except _BodyTooLarge:
+            if "status" not in status_holder:
+                await _send_too_large(send, request_id, self.max_body_bytes)
+        finally:
+            if too_large and "status" not in status_holder:
+                status_holder["status"] = 413
+            logger.info(
+                "request finished",
+                extra={
+                    "status": status_holder.get("status"),
+                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                },
+            )
+            unbind_request(logger, "path", "method")
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+def _content_length(scope: Scope) -> int | None:
+    for name, value in scope.get("headers", []):
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+async def _send_too_large(send: Send, request_id: str, limit: int) -> None:
+    body = json.dumps(
+        error_body(
+            f"Request body too large: the limit is {limit} bytes.",
+            "invalid_request_error",
+            None,
+            "request_too_large",
+        )
+    ).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (REQUEST_ID_HEADER, request_id.encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

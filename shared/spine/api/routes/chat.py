@@ -1,0 +1,38 @@
+"""POST /v1/chat/completions and POST /v1/completions."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from spine.api.body import parse_body
+from spine.api.deps import CallContextDep
+from spine.chat.service import CallResult, create_chat_completion, create_completion
+from spine.schemas.openai import ChatCompletionRequest, CompletionRequest
+
+router = APIRouter()
+
+
+def call_headers(result: CallResult) -> dict[str, str]:
+    """Which model, provider and deployment answered, and what it cost."""
+    return {
+        "x-spine-model": result.resolved.entry.id,
+        "x-spine-provider": result.target.provider.value,
+        "x-spine-deployment": result.target.deployment,
+        "x-spine-cost-usd": f"{result.cost:.9f}",
+        "openai-processing-ms": str(round(result.latency_ms)),
+    }
+
+
+@router.post("/v1/chat/completions")
+async def chat_completions(request: Request, ctx: CallContextDep) -> JSONResponse:
+    body = await parse_body(request, ChatCompletionRequest)
+    response, result = await create_chat_completion(body, ctx)
+    return JSONResponse(response.model_dump(mode="json"), headers=call_headers(result))
+
+
+@router.post("/v1/completions")
+async def completions(request: Request, ctx: CallContextDep) -> JSONResponse:
+    body = await parse_body(request, CompletionRequest)
+    response, result = await create_completion(body, ctx)
+    return JSONResponse(response.model_dump(mode="json"), headers=call_headers(result))

@@ -1,0 +1,64 @@
+"""Where a resolved model's call goes: base URL, provider model name and API key."""
+
+from __future__ import annotations
+
+import os
+
+from spine.aws.secrets import get_secret
+from spine.errors import SpineError
+from spine.providers.base import Target
+from spine.registry.schema import ApiKeySource, ModelEntry, ProviderKind
+from spine.settings import Settings
+
+
+class ProviderNotConfiguredError(SpineError):
+    """The operator has not given Spine what it needs to call this model."""
+
+    status_code = 500
+    error_type = "server_error"
+    default_code = "provider_not_configured"
+
+
+def resolve_api_key(entry: ModelEntry, source: ApiKeySource | None) -> str | None:
+    if source is None:
+        return None
+    if source.env is not None:
+        value = os.environ.get(source.env)
+        if not value:
+            raise ProviderNotConfiguredError(
+                f"Model '{entry.id}' is not configured: the environment variable "
+                f"{source.env} holding its API key is not set."
+            )
+        return value
+    assert source.secret is not None
+    return get_secret(source.secret, key=source.secret_key)
+
+
+def target_for(entry: ModelEntry, settings: Settings) -> Target:
+    """The model's single target. Weighted deployments are chosen by the router
+    (later); until then the first deployment, if any, is used."""
+    deployment = entry.deployments[0] if entry.deployments else None
+    base_url = (deployment.base_url if deployment else None) or entry.base_url
+    key_source = (deployment.api_key if deployment else None) or entry.api_key
+    api_key = resolve_api_key(entry, key_source)
+    if entry.provider is ProviderKind.LLAMACPP:
+        # The worker speaks OpenAI's API; its bearer token is Spine's, not a provider key.
+        base_url = base_url or settings.worker.url.rstrip("/") + "/v1"
+        api_key = api_key or worker_token(settings) or "no-token"
+    return Target(
+        entry=entry,
+        provider=entry.provider,
+        model=(deployment.model if deployment and deployment.model else entry.model),
+        base_url=base_url,
+        api_key=api_key,
+        timeouts=entry.timeouts,
+        deployment=deployment.name if deployment else "default",
+    )
+
+
+def worker_token(settings: Settings) -> str | None:
+    if settings.worker_token:
+        return settings.worker_token
+    if settings.worker.token_secret:
+        return get_secret(settings.worker.token_secret)
+    return None

@@ -1,0 +1,204 @@
+"""The emulator of `sam local start-api`: one ASGI app serving every Api event.
+
+Each request is matched against the template's routes, turned into a REST proxy
+event, handed to a free container of the function (never run on the server's own
+event loop), and the proxy result turned back into the HTTP response, with API
+Gateway's answers where the gateway itself would answer: 403 for an unknown route
+or method, 502 when the handler raises or returns a malformed result or Lambda
+times it out, 504 when the gateway's own integration timeout passes first.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Mapping
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from spine.local import events
+from spine.local.environment import EnvironmentPlan, function_environment, patched_environ
+from spine.local.events import HttpRequest, HttpResponse
+from spine.local.routing import RouteMatch, RouteTable
+from spine.local.runtime import DEFAULT_POOL_SIZE, Failed, FunctionRuntime, Succeeded, TimedOut
+from spine.local.template import Template
+
+logger = logging.getLogger("spine.local")
+
+# API Gateway REST's default integration timeout.
+GATEWAY_TIMEOUT_SECONDS = 29.0
+HTTP_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+
+
+class Emulator:
+    """The functions of one template, their containers and their routes."""
+
+    def __init__(
+        self,
+        template: Template,
+        *,
+        pool_size: int = DEFAULT_POOL_SIZE,
+        env_vars: Mapping[str, Mapping[str, str]] | None = None,
+        gateway_timeout: float = GATEWAY_TIMEOUT_SECONDS,
+    ) -> None:
+        self.template = template
+        self.routes = RouteTable.from_template(template)
+        self.gateway_timeout = gateway_timeout
+        self.environment = EnvironmentPlan.build(
+            {
+                logical_id: function_environment(spec, env_vars)
+                for logical_id, spec in template.functions.items()
+            }
+        )
+        self.runtimes = {
+            logical_id: FunctionRuntime(
+                spec,
+                pool_size=pool_size,
+                import_environment=self.environment.per_function[logical_id],
+            )
+            for logical_id, spec in template.functions.items()
+        }
+        self._exit_stack = contextlib.ExitStack()
+        self._warned_streaming: set[str] = set()
+
+    def __enter__(self) -> Emulator:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def start(self) -> None:
+        """Apply the functions' shared environment to this process (see runtime)."""
+        self._exit_stack.enter_context(patched_environ(self.environment.shared))
+        per_function = self.environment.conflicting_keys()
+        if per_function:
+            logger.info("variables set only while each function loads: %s", per_function)
+
+    def warm(self) -> None:
+        """Load every function now (`--warm-containers EAGER`); failures are logged and
+        retried on the function's first request."""
+        for logical_id, runtime in self.runtimes.items():
+            try:
+                runtime.load()
+            except Exception:
+                logger.exception("function %s failed to load", logical_id)
+
+    def close(self) -> None:
+        for runtime in self.runtimes.values():
+            runtime.close()
+        self._exit_stack.close()
+
+    async def handle(self, request: HttpRequest) -> HttpResponse:
+        request_id = str(uuid.uuid4())
+        started = time.perf_counter()
+        match = self.routes.match(request.method, request.path)
+        response = await self._respond(request, match, request_id)
+        logger.info(
+            "%s %s -> %d %s %.0f ms",
+            request.method,
+            request.path,
+            response.status,
+            match.route.function if match else "(no route)",
+            (time.perf_counter() - started) * 1000,
+        )
+        return response
+
+    async def _respond(
+        self, request: HttpRequest, match: RouteMatch | None, request_id: str
+    ) -> HttpResponse:
+        if len(request.body) > events.MAX_REQUEST_BYTES:
+            return events.request_too_large(request_id)
+        if match is None:
+            return events.missing_authentication_token(request_id)
+        runtime = self.runtimes[match.route.function]
+        if (
+            runtime.spec.response_streaming
+            and runtime.spec.logical_id not in self._warned_streaming
+        ):
+            # Seam for response streaming (Lambda Web Adapter): such a function will be
+            # served by running its ASGI app directly. Until then it is buffered.
+            self._warned_streaming.add(runtime.spec.logical_id)
+            logger.warning("function %s streams in Lambda; buffered here", runtime.spec.logical_id)
+        api = self.template.apis[match.route.api_id]
+        event = events.build_event(
+            request,
+            match,
+            stage=api.stage,
+            request_id=request_id,
+            binary_media_types=api.binary_media_types,
+            stage_variables=api.stage_variables,
+        )
+        outcome = await runtime.invoke_async(event, self.gateway_timeout)
+        if isinstance(outcome, Succeeded):
+            try:
+                return events.proxy_response(outcome.result, request_id)
+            except events.MalformedProxyResult as exc:
+                logger.error(
+                    "function %s: malformed proxy result: %s", runtime.spec.logical_id, exc
+                )
+                return events.internal_server_error(request_id)
+        if isinstance(outcome, TimedOut) and outcome.by_gateway:
+            return events.endpoint_timed_out(request_id)
+        assert isinstance(outcome, Failed | TimedOut)
+        return events.internal_server_error(request_id)
+
+    def route_lines(self, base_url: str) -> list[str]:
+        """`Mounting ChatFunction at http://127.0.0.1:3000/v1/chat/completions [POST]`."""
+        by_resource: dict[tuple[str, str], list[str]] = {}
+        for route in self.routes.routes:
+            by_resource.setdefault((route.function, route.path), []).append(route.method)
+        return [
+            f"Mounting {function} at {base_url}{path} [{', '.join(sorted(methods))}]"
+            for (function, path), methods in sorted(by_resource.items(), key=lambda i: i[0][1])
+        ]
+
+    def asgi_app(self) -> Starlette:
+        async def endpoint(request: Request) -> Response:
+            server = request.scope.get("server") or ("127.0.0.1", 3000)
+            http_request = HttpRequest(
+                method=request.method,
+                # scope["path"] is already percent-decoded, as API Gateway's `path` is.
+                path=request.scope["path"],
+                query_string=request.scope.get("query_string", b"").decode("latin-1"),
+                headers=[
+                    (k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw
+                ],
+                body=await request.body(),
+                source_ip=request.client.host if request.client else "127.0.0.1",
+                server_port=int(server[1] or 0),
+                scheme=request.scope.get("scheme", "http"),
+            )
+            return _to_starlette(await self.handle(http_request))
+
+        return Starlette(routes=[Route("/{path:path}", endpoint, methods=HTTP_METHODS)])
+
+
+def _to_starlette(response: HttpResponse) -> Response:
+    result = Response(content=response.body, status_code=response.status)
+    # Repeated names survive (Set-Cookie, multiValueHeaders); length is ours.
+    result.raw_headers = [
+        (name.lower().encode("latin-1"), value.encode("latin-1", "replace"))
+        for name, value in response.headers
+        if name.lower() != "content-length"
+    ] + [(b"content-length", str(len(response.body)).encode())]
+    return result
+
+
+def make_server(emulator: Emulator, host: str, port: int) -> uvicorn.Server:
+    config = uvicorn.Config(
+        emulator.asgi_app(),
+        host=host,
+        port=port,
+        lifespan="off",
+        # The emulator logs each request itself, with the function that served it.
+        access_log=False,
+        log_config=None,
+    )
+    return uvicorn.Server(config)

@@ -1,0 +1,297 @@
+"""Read a SAM template into the functions and routes the emulator serves.
+
+The YAML loader accepts CloudFormation's short tags (`!Ref`, `!Sub`, `!GetAtt`, ...)
+and turns them into their long forms (`{"Ref": ...}`, `{"Fn::Sub": ...}`), so the
+same resolver handles both spellings. `Globals.Function` is merged into each
+function as SAM does: maps merge key by key, lists are concatenated (globals first),
+scalars in the function win.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from spine.local.intrinsics import NO_VALUE, UNRESOLVED, Resolver
+
+FUNCTION_TYPE = "AWS::Serverless::Function"
+LAYER_TYPE = "AWS::Serverless::LayerVersion"
+API_TYPE = "AWS::Serverless::Api"
+# The REST API SAM creates for `Api` events that name no RestApiId, and its stage.
+IMPLICIT_API = "ServerlessRestApi"
+IMPLICIT_STAGE = "Prod"
+# Lambda's own defaults when neither the function nor Globals set them.
+DEFAULT_TIMEOUT_SECONDS = 3
+DEFAULT_MEMORY_MB = 128
+
+
+class TemplateError(Exception):
+    """The template cannot be read or does not describe what the emulator serves."""
+
+
+class _CloudFormationLoader(yaml.SafeLoader):
+    """SafeLoader plus CloudFormation's short-form intrinsic tags."""
+
+
+def _construct_tag(loader: yaml.SafeLoader, tag_suffix: str, node: yaml.Node) -> Any:
+    value: Any
+    if isinstance(node, yaml.ScalarNode):
+        value = loader.construct_scalar(node)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        assert isinstance(node, yaml.MappingNode)
+        value = loader.construct_mapping(node, deep=True)
+    if tag_suffix == "Ref":
+        return {"Ref": value}
+    if tag_suffix == "Condition":
+        return {"Condition": value}
+    if tag_suffix == "GetAtt" and isinstance(value, str):
+        # `!GetAtt Res.Attr` is the short form of `Fn::GetAtt: [Res, Attr]`.
+        return {"Fn::GetAtt": value.split(".", 1)}
+    return {f"Fn::{tag_suffix}": value}
+
+
+_CloudFormationLoader.add_multi_constructor("!", _construct_tag)
+
+
+def load_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise TemplateError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    try:
+        data = yaml.load(text, Loader=_CloudFormationLoader)  # noqa: S506 - SafeLoader subclass
+    except yaml.YAMLError as exc:
+        raise TemplateError(f"{path}: invalid YAML: {exc}") from exc
+    if not isinstance(data, dict) or not isinstance(data.get("Resources"), dict):
+        raise TemplateError(f"{path}: not a CloudFormation template (no Resources)")
+    return data
+
+
+@dataclass(frozen=True)
+class ApiEvent:
+    name: str
+    method: str  # upper case; ANY matches every method
+    path: str  # API Gateway resource path, e.g. /v1/models/{model+}
+    api_id: str  # logical id of the REST API
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    logical_id: str
+    function_name: str
+    code_dir: Path
+    handler: str  # "module.function", module may be dotted ("pkg.mod.fn")
+    runtime: str
+    memory_mb: int
+    timeout_seconds: float
+    environment: Mapping[str, str]  # resolved; unresolvable variables left out
+    layer_dirs: tuple[Path, ...]  # local content of the template's own layers
+    events: tuple[ApiEvent, ...]
+
+    @property
+    def module_name(self) -> str:
+        return self.handler.rsplit(".", 1)[0]
+
+    @property
+    def handler_name(self) -> str:
+        return self.handler.rsplit(".", 1)[1]
+
+    @property
+    def module_path(self) -> Path:
+        return self.code_dir / (self.module_name.replace(".", "/") + ".py")
+
+    @property
+    def response_streaming(self) -> bool:
+        # Functions served through Lambda Web Adapter in streaming mode (a later issue:
+        # the emulator will then run the function's ASGI app directly).
+        return self.environment.get("AWS_LWA_INVOKE_MODE", "").lower() == "response_stream"
+
+
+@dataclass(frozen=True)
+class ApiSpec:
+    logical_id: str
+    stage: str
+    binary_media_types: tuple[str, ...]
+    stage_variables: Mapping[str, str] | None
+
+
+@dataclass(frozen=True)
+class Template:
+    path: Path
+    parameters: Mapping[str, str]
+    functions: Mapping[str, FunctionSpec]
+    apis: Mapping[str, ApiSpec]
+
+    def function(self, name: str) -> FunctionSpec:
+        """Look a function up by logical id (or by its FunctionName)."""
+        if name in self.functions:
+            return self.functions[name]
+        for spec in self.functions.values():
+            if spec.function_name == name:
+                return spec
+        raise KeyError(name)
+
+
+def load_template(
+    path: Path | str, parameter_overrides: Mapping[str, str] | None = None
+) -> Template:
+    path = Path(path)
+    data = load_yaml(path)
+    resolver = Resolver(
+        parameters=_parameter_values(data, parameter_overrides or {}),
+        conditions=data.get("Conditions") or {},
+    )
+    base_dir = path.parent
+    resources: dict[str, Any] = data["Resources"]
+    globals_ = data.get("Globals") or {}
+    layers = {
+        logical_id: (base_dir / str(resolver.resolve(res["Properties"]["ContentUri"]))).resolve()
+        for logical_id, res in resources.items()
+        if res.get("Type") == LAYER_TYPE
+        and isinstance(resolver.resolve(res.get("Properties", {}).get("ContentUri")), str)
+    }
+    functions = {
+        logical_id: _function_spec(
+            logical_id,
+            resource=res,
+            global_props=globals_.get("Function") or {},
+            resolver=resolver,
+            base_dir=base_dir,
+            layers=layers,
+        )
+        for logical_id, res in resources.items()
+        if res.get("Type") == FUNCTION_TYPE
+    }
+    apis = _api_specs(resources, globals_.get("Api") or {}, resolver, functions)
+    return Template(path, resolver.parameters, functions, apis)
+
+
+def _parameter_values(data: dict[str, Any], overrides: Mapping[str, str]) -> dict[str, str]:
+    declared: dict[str, Any] = data.get("Parameters") or {}
+    unknown = set(overrides) - set(declared)
+    if unknown:
+        raise TemplateError(f"parameter overrides name undeclared parameters: {sorted(unknown)}")
+    values = {
+        name: _stringify(spec["Default"])
+        for name, spec in declared.items()
+        if isinstance(spec, dict) and "Default" in spec
+    }
+    values.update(overrides)
+    return values
+
+
+def _stringify(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return ",".join(_stringify(v) for v in value)
+    return str(value)
+
+
+def _merged(global_props: dict[str, Any], props: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(global_props)
+    for key, value in props.items():
+        base = merged.get(key)
+        if isinstance(base, dict) and isinstance(value, dict):
+            merged[key] = _merged(base, value)
+        elif isinstance(base, list) and isinstance(value, list):
+            merged[key] = base + value
+        else:
+            merged[key] = value
+    return merged
+
+
+def _function_spec(
+    logical_id: str,
+    *,
+    resource: dict[str, Any],
+    global_props: dict[str, Any],
+    resolver: Resolver,
+    base_dir: Path,
+    layers: Mapping[str, Path],
+) -> FunctionSpec:
+    props = _merged(global_props, resource.get("Properties") or {})
+    handler = resolver.resolve(props.get("Handler"))
+    code_uri = resolver.resolve(props.get("CodeUri"))
+    if not isinstance(handler, str) or "." not in handler:
+        raise TemplateError(f"{logical_id}: Handler must be 'module.function', got {handler!r}")
+    if not isinstance(code_uri, str):
+        raise TemplateError(f"{logical_id}: CodeUri must be a local folder, got {code_uri!r}")
+    name = resolver.resolve(props.get("FunctionName"))
+    variables = (props.get("Environment") or {}).get("Variables") or {}
+    environment = {
+        key: _stringify(value)
+        for key, value in ((k, resolver.resolve(v)) for k, v in variables.items())
+        if value is not UNRESOLVED and value is not NO_VALUE
+    }
+    layer_dirs = tuple(
+        layers[ref["Ref"]]
+        for ref in props.get("Layers") or []
+        if isinstance(ref, dict) and ref.get("Ref") in layers
+    )
+    events = tuple(
+        ApiEvent(
+            name=event_name,
+            method=str(event["Properties"]["Method"]).upper(),
+            path=str(event["Properties"]["Path"]),
+            api_id=_api_id(event["Properties"].get("RestApiId")),
+        )
+        for event_name, event in (props.get("Events") or {}).items()
+        if event.get("Type") == "Api"
+    )
+    return FunctionSpec(
+        logical_id=logical_id,
+        function_name=name if isinstance(name, str) else logical_id,
+        code_dir=(base_dir / code_uri).resolve(),
+        handler=handler,
+        runtime=str(resolver.resolve(props.get("Runtime")) or ""),
+        memory_mb=int(resolver.resolve(props.get("MemorySize")) or DEFAULT_MEMORY_MB),
+        timeout_seconds=float(resolver.resolve(props.get("Timeout")) or DEFAULT_TIMEOUT_SECONDS),
+        environment=environment,
+        layer_dirs=layer_dirs,
+        events=events,
+    )
+
+
+def _api_id(rest_api_id: Any) -> str:
+    if rest_api_id is None:
+        return IMPLICIT_API
+    if isinstance(rest_api_id, dict) and "Ref" in rest_api_id:
+        return str(rest_api_id["Ref"])
+    raise TemplateError(f"RestApiId must be a !Ref to an API in this template: {rest_api_id!r}")
+
+
+def _api_specs(
+    resources: dict[str, Any],
+    global_props: dict[str, Any],
+    resolver: Resolver,
+    functions: Mapping[str, FunctionSpec],
+) -> dict[str, ApiSpec]:
+    apis: dict[str, ApiSpec] = {}
+    for logical_id, res in resources.items():
+        if res.get("Type") != API_TYPE:
+            continue
+        props = resolver.resolve(_merged(global_props, res.get("Properties") or {}))
+        variables = props.get("Variables")
+        apis[logical_id] = ApiSpec(
+            logical_id=logical_id,
+            stage=str(props.get("StageName", IMPLICIT_STAGE)),
+            # OpenAPI escapes '/' as '~1' in binary media types (image~1png).
+            binary_media_types=tuple(
+                str(t).replace("~1", "/") for t in props.get("BinaryMediaTypes") or []
+            ),
+            stage_variables={k: str(v) for k, v in variables.items()} if variables else None,
+        )
+    used = {event.api_id for spec in functions.values() for event in spec.events}
+    if IMPLICIT_API in used:
+        apis[IMPLICIT_API] = ApiSpec(IMPLICIT_API, IMPLICIT_STAGE, (), None)
+    unknown = used - set(apis)
+    if unknown:
+        raise TemplateError(f"Api events reference unknown APIs: {sorted(unknown)}")
+    return apis

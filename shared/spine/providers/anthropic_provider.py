@@ -1,0 +1,150 @@
+"""Anthropic's Messages API through the `anthropic` SDK (optional extra).
+
+This module imports `anthropic` at the top; `spine.providers.get_provider` imports it
+only when a request needs it and turns a missing SDK into a clear 503. Conversions
+live in `anthropic_mapping`.
+
+temperature/top_p/seed are not offered: API version 2026-10-21 (what SDK 2.x sends)
+rejects every sampling parameter with a 400, and the SDK no longer has them, so the
+chat service refuses them up front with a clear message.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anthropic
+import httpx2
+from anthropic.types import Message
+
+from spine.errors import SpineError
+from spine.providers import anthropic_mapping as mapping
+from spine.providers.base import ChatProvider, Target
+from spine.providers.convert import COMMON_PARAMS
+from spine.providers.errors import (
+    UpstreamAuthenticationError,
+    from_upstream_status,
+    upstream_bad_response,
+    upstream_timeout,
+    upstream_unreachable,
+)
+from spine.providers.runtime import ClientCache, guard_stream, within_deadline
+from spine.registry.schema import ProviderKind, Timeouts
+from spine.schemas.openai import ChatCompletion, ChatCompletionRequest
+
+ANTHROPIC_BASE_URL = "https://api.anthropic.com"
+_PROVIDER = ProviderKind.ANTHROPIC.value
+# The SDK wraps transport errors of the request, but not of a stream being read.
+_SDK_FAILURES = (anthropic.AnthropicError, httpx2.TransportError, json.JSONDecodeError)
+
+
+# --- provider --------------------------------------------------------------------------
+
+
+class AnthropicProvider(ChatProvider):
+    kind = ProviderKind.ANTHROPIC
+    supported_params = COMMON_PARAMS | {
+        "max_tokens",
+        "max_completion_tokens",
+        "stop",
+        "tools",
+        "tool_choice",
+        "parallel_tool_calls",
+        "response_format",
+        "reasoning_effort",
+    }
+
+    def __init__(self) -> None:
+        self._clients: ClientCache[anthropic.AsyncAnthropic] = ClientCache(
+            _new_client, _close_client
+        )
+
+    def _client(self, target: Target) -> anthropic.AsyncAnthropic:
+        if not target.api_key:
+            raise UpstreamAuthenticationError(
+                f"No API key is configured for the upstream provider 'anthropic' "
+                f"(model '{target.entry.id}'). This is a server configuration problem.",
+                provider=_PROVIDER,
+            )
+        return self._clients.get(
+            target.base_url or ANTHROPIC_BASE_URL, target.api_key, target.timeouts
+        )
+
+    async def chat(self, target: Target, request: ChatCompletionRequest) -> ChatCompletion:
+        client = self._client(target)
+        params = mapping.to_params(target, request)
+        try:
+            message = await within_deadline(
+                _PROVIDER, target.timeouts.total, client.messages.create(**params)
+            )
+        except _SDK_FAILURES as exc:
+            raise _map_error(exc) from exc
+        if not isinstance(message, Message):
+            raise upstream_bad_response(_PROVIDER, "expected a JSON message")
+        return mapping.to_chat_completion(message)
+
+    async def chat_stream(
+        self, target: Target, request: ChatCompletionRequest
+    ) -> AsyncIterator[dict[str, Any]]:
+        client = self._client(target)
+        params = mapping.to_params(target, request)
+
+        async def chunks() -> AsyncIterator[dict[str, Any]]:
+            try:
+                stream = await client.messages.create(**params, stream=True)
+                async with stream:
+                    translator = mapping.StreamTranslator()
+                    async for event in stream:
+                        for chunk in translator.feed(event):
+                            yield chunk
+            except _SDK_FAILURES as exc:
+                raise _map_error(exc) from exc
+
+        async for item in guard_stream(_PROVIDER, target.timeouts, chunks()):
+            yield item
+
+    async def aclose(self) -> None:
+        await self._clients.aclose()
+
+
+def _new_client(base_url: str, api_key: str, timeouts: Timeouts) -> anthropic.AsyncAnthropic:
+    return anthropic.AsyncAnthropic(
+        base_url=base_url,
+        api_key=api_key,
+        max_retries=0,  # retries and fallbacks are Spine's
+        timeout=anthropic.Timeout(timeouts.total, connect=timeouts.connect),
+    )
+
+
+async def _close_client(client: anthropic.AsyncAnthropic) -> None:
+    await client.close()
+
+
+def _map_error(exc: Exception) -> SpineError:
+    if isinstance(exc, anthropic.APITimeoutError):
+        return upstream_timeout(_PROVIDER)
+    if isinstance(exc, anthropic.APIConnectionError):
+        return upstream_unreachable(_PROVIDER, str(exc.__cause__ or exc))
+    if isinstance(exc, httpx2.TimeoutException):
+        return upstream_timeout(_PROVIDER)
+    if isinstance(exc, httpx2.TransportError):
+        return upstream_unreachable(_PROVIDER, str(exc) or type(exc).__name__)
+    if isinstance(exc, anthropic.APIStatusError):
+        # Anthropic's body: {"type": "error", "error": {"type": ..., "message": ...}}
+        body = exc.body if isinstance(exc.body, dict) else {}
+        error = body.get("error")
+        message = error.get("message") if isinstance(error, dict) else None
+        return from_upstream_status(
+            _PROVIDER,
+            exc.status_code,
+            message if isinstance(message, str) else exc.message,
+            headers=exc.response.headers,
+        )
+    if isinstance(exc, anthropic.APIResponseValidationError | json.JSONDecodeError):
+        return upstream_bad_response(_PROVIDER, str(exc))
+    if isinstance(exc, anthropic.APIError):
+        # An `error` event inside a stream (e.g. overloaded_error after the 200).
+        return from_upstream_status(_PROVIDER, 500, exc.message)
+    return upstream_unreachable(_PROVIDER, str(exc))

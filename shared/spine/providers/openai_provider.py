@@ -1,0 +1,333 @@
+"""OpenAI and every OpenAI-compatible server (vLLM, llama-server, our worker) through
+the official `openai` SDK.
+
+The request is already OpenAI-shaped, so the work here is deciding what each kind of
+server may receive (llama.cpp samplers go only to llama.cpp-style servers, through
+`extra_body`) and normalising answers from servers that bend the schema.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import openai
+from openai.types import Completion as SdkCompletion
+from openai.types import CompletionUsage
+from openai.types.chat import ChatCompletion as SdkChatCompletion
+from openai.types.chat import ChatCompletionChunk as SdkChunk
+
+from spine.errors import ServiceUnavailableError, SpineError
+from spine.providers.base import ChatProvider, Target
+from spine.providers.convert import COMMON_PARAMS
+from spine.providers.errors import (
+    UpstreamAuthenticationError,
+    from_upstream_status,
+    upstream_bad_response,
+    upstream_timeout,
+    upstream_unreachable,
+)
+from spine.providers.runtime import ClientCache, guard_stream, within_deadline
+from spine.registry.schema import ProviderKind, Timeouts
+from spine.schemas.openai import (
+    LLAMACPP_ONLY_PARAMS,
+    AssistantMessage,
+    ChatCompletion,
+    ChatCompletionRequest,
+    Choice,
+    CompletionChoice,
+    CompletionRequest,
+    FinishReason,
+    FunctionCall,
+    ResponseToolCall,
+    TextCompletion,
+    Usage,
+)
+
+OPENAI_BASE_URL = "https://api.openai.com/v1"
+# llama-server and most self-hosted servers ignore the key, but the SDK insists on one.
+_NO_KEY = "sk-no-key-required"
+
+# Fields that never go upstream as such: routing, transport and Spine's own extensions.
+_NOT_FORWARDED = frozenset(
+    {"model", "messages", "prompt", "stream", "stream_options", "session_id"}
+)
+
+_FINISH_REASONS: dict[str, FinishReason] = {
+    "stop": "stop",
+    "length": "length",
+    "tool_calls": "tool_calls",
+    "content_filter": "content_filter",
+    "function_call": "function_call",
+    # What some compatible servers say instead.
+    "eos": "stop",
+    "stop_sequence": "stop",
+    "end_turn": "stop",
+    "max_tokens": "length",
+}
+
+_CHAT_FIELDS = frozenset(ChatCompletionRequest.model_fields)
+_TEXT_COMPLETION_FIELDS = frozenset(CompletionRequest.model_fields)
+
+
+def _finish_reason(raw: str | None) -> FinishReason:
+    return _FINISH_REASONS.get(raw or "stop", "stop")
+
+
+def normalize_usage(raw: CompletionUsage | None) -> Usage:
+    if raw is None:
+        return Usage()
+    prompt_details = raw.prompt_tokens_details
+    completion_details = raw.completion_tokens_details
+    usage = Usage.of(
+        raw.prompt_tokens or 0,
+        raw.completion_tokens or 0,
+        cached=(prompt_details.cached_tokens or 0) if prompt_details else 0,
+        reasoning=(completion_details.reasoning_tokens or 0) if completion_details else 0,
+    )
+    usage.total_tokens = raw.total_tokens or usage.total_tokens
+    return usage
+
+
+class OpenAIProvider(ChatProvider):
+    """`openai` talks to api.openai.com (or `base_url`); `openai_compatible` and
+    `llamacpp` talk to a server at the target's `base_url` and may use its samplers."""
+
+    def __init__(self, kind: ProviderKind = ProviderKind.OPENAI) -> None:
+        self.kind = kind
+        self.compatible = kind in (ProviderKind.LLAMACPP, ProviderKind.OPENAI_COMPATIBLE)
+        if self.compatible:
+            # llama.cpp samplers, and `/v1/completions` fields answered natively.
+            self.supported_params = _CHAT_FIELDS | _TEXT_COMPLETION_FIELDS | COMMON_PARAMS
+        else:
+            self.supported_params = (_CHAT_FIELDS - LLAMACPP_ONLY_PARAMS) | COMMON_PARAMS
+        self._clients: ClientCache[openai.AsyncOpenAI] = ClientCache(_new_client, _close_client)
+
+    # --- requests ---------------------------------------------------------------------
+
+    def _client(self, target: Target) -> openai.AsyncOpenAI:
+        base_url = target.base_url
+        api_key = target.api_key
+        if base_url is None:
+            if self.compatible:
+                raise ServiceUnavailableError(
+                    f"Model '{target.entry.id}' has no server URL configured for its "
+                    f"'{self.kind}' deployment '{target.deployment}'"
+                )
+            base_url = OPENAI_BASE_URL
+        if api_key is None:
+            if not self.compatible:
+                raise UpstreamAuthenticationError(
+                    f"No API key is configured for the upstream provider '{self.kind}' "
+                    f"(model '{target.entry.id}'). This is a server configuration problem.",
+                    provider=self.kind.value,
+                )
+            api_key = _NO_KEY
+        return self._clients.get(base_url, api_key, target.timeouts)
+
+    def _split_params(self, fields: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        """(SDK keyword arguments, extra_body): llama.cpp samplers are not SDK arguments,
+        and only llama.cpp-style servers receive them at all."""
+        params = {k: v for k, v in fields.items() if k not in _NOT_FORWARDED}
+        extra = {k: params.pop(k) for k in LLAMACPP_ONLY_PARAMS & params.keys()}
+        return params, (extra if extra and self.compatible else None)
+
+    def _chat_params(self, target: Target, request: ChatCompletionRequest) -> dict[str, Any]:
+        # by_alias: response_format.json_schema.schema is `schema_` in Python.
+        fields = request.model_dump(exclude_none=True, by_alias=True)
+        params, extra_body = self._split_params(fields)
+        messages = fields["messages"]
+        if self.compatible:
+            # Chat templates of local models know system/user/assistant/tool only, and
+            # older servers know only `max_tokens`.
+            for message in messages:
+                if message["role"] == "developer":
+                    message["role"] = "system"
+            if "max_completion_tokens" in params:
+                params["max_tokens"] = params.pop("max_completion_tokens")
+        params.update(model=target.model, messages=messages)
+        if extra_body:
+            params["extra_body"] = extra_body
+        return params
+
+    async def chat(self, target: Target, request: ChatCompletionRequest) -> ChatCompletion:
+        client = self._client(target)
+        params = self._chat_params(target, request)
+        try:
+            raw = await within_deadline(
+                self.kind.value, target.timeouts.total, client.chat.completions.create(**params)
+            )
+            return self._chat_completion(raw)
+        except (openai.OpenAIError, json.JSONDecodeError) as exc:
+            raise self._map_error(exc) from exc
+
+    async def chat_stream(
+        self, target: Target, request: ChatCompletionRequest
+    ) -> AsyncIterator[dict[str, Any]]:
+        client = self._client(target)
+        params = self._chat_params(target, request)
+        # Always ask for usage: the ledger needs it whether or not the client asked.
+        params.update(stream=True, stream_options={"include_usage": True})
+
+        async def chunks() -> AsyncIterator[dict[str, Any]]:
+            try:
+                stream = await client.chat.completions.create(**params)
+                async with stream:
+                    async for chunk in stream:
+                        yield self._chunk(chunk)
+            except (openai.OpenAIError, json.JSONDecodeError) as exc:
+                raise self._map_error(exc) from exc
+
+        async for item in guard_stream(self.kind.value, target.timeouts, chunks()):
+            yield item
+
+    async def complete(self, target: Target, request: CompletionRequest) -> TextCompletion:
+        """Native `/v1/completions` on compatible servers (llama-server has it); OpenAI's
+        current models are chat-only, so there the base class asks as one user turn."""
+        if not self.compatible:
+            return await super().complete(target, request)
+        client = self._client(target)
+        params, extra_body = self._split_params(request.model_dump(exclude_none=True))
+        params.update(model=target.model, prompt=request.prompt)
+        if extra_body:
+            params["extra_body"] = extra_body
+        try:
+            raw = await within_deadline(
+                self.kind.value, target.timeouts.total, client.completions.create(**params)
+            )
+            return self._text_completion(raw)
+        except (openai.OpenAIError, json.JSONDecodeError) as exc:
+            raise self._map_error(exc) from exc
+
+    async def aclose(self) -> None:
+        await self._clients.aclose()
+
+    # --- answers ----------------------------------------------------------------------
+
+    def _chat_completion(self, raw: object) -> ChatCompletion:
+        if not isinstance(raw, SdkChatCompletion):
+            raise upstream_bad_response(self.kind.value, "expected a JSON chat completion")
+        try:
+            return ChatCompletion(
+                id=raw.id,
+                created=raw.created,
+                model=raw.model,
+                system_fingerprint=raw.system_fingerprint,
+                choices=[
+                    Choice(
+                        index=choice.index,
+                        message=AssistantMessage(
+                            content=choice.message.content,
+                            refusal=choice.message.refusal,
+                            tool_calls=[
+                                ResponseToolCall(
+                                    id=call.id,
+                                    function=FunctionCall(
+                                        name=call.function.name, arguments=call.function.arguments
+                                    ),
+                                )
+                                for call in choice.message.tool_calls or []
+                                if call.type == "function"
+                            ]
+                            or None,
+                        ),
+                        finish_reason=_finish_reason(choice.finish_reason),
+                        logprobs=choice.logprobs.model_dump() if choice.logprobs else None,
+                    )
+                    for choice in raw.choices
+                ],
+                usage=normalize_usage(raw.usage),
+            )
+        except (AttributeError, TypeError, ValueError) as exc:
+            # The SDK builds models without validation; a body missing fields shows here.
+            raise upstream_bad_response(self.kind.value, str(exc)) from None
+
+    def _text_completion(self, raw: object) -> TextCompletion:
+        if not isinstance(raw, SdkCompletion):
+            raise upstream_bad_response(self.kind.value, "expected a JSON text completion")
+        try:
+            return TextCompletion(
+                id=raw.id,
+                created=raw.created,
+                model=raw.model,
+                system_fingerprint=raw.system_fingerprint,
+                choices=[
+                    CompletionChoice(
+                        index=choice.index,
+                        text=choice.text,
+                        finish_reason=_finish_reason(choice.finish_reason),
+                    )
+                    for choice in raw.choices
+                ],
+                usage=normalize_usage(raw.usage),
+            )
+        except (AttributeError, TypeError, ValueError) as exc:
+            raise upstream_bad_response(self.kind.value, str(exc)) from None
+
+    def _chunk(self, chunk: SdkChunk) -> dict[str, Any]:
+        choices = []
+        for choice in chunk.choices:
+            delta = choice.delta.model_dump(
+                exclude_none=True, include={"role", "content", "refusal", "tool_calls"}
+            )
+            choices.append(
+                {
+                    "index": choice.index,
+                    "delta": delta,
+                    "finish_reason": (
+                        _finish_reason(choice.finish_reason) if choice.finish_reason else None
+                    ),
+                    "logprobs": choice.logprobs.model_dump() if choice.logprobs else None,
+                }
+            )
+        return {
+            "id": chunk.id,
+            "object": "chat.completion.chunk",
+            "created": chunk.created,
+            "model": chunk.model,
+            "system_fingerprint": chunk.system_fingerprint,
+            "choices": choices,
+            "usage": normalize_usage(chunk.usage).model_dump() if chunk.usage else None,
+        }
+
+    # --- errors -----------------------------------------------------------------------
+
+    def _map_error(self, exc: Exception) -> SpineError:
+        provider = self.kind.value
+        if isinstance(exc, openai.APITimeoutError):
+            return upstream_timeout(provider)
+        if isinstance(exc, openai.APIConnectionError):
+            return upstream_unreachable(provider, str(exc.__cause__ or exc))
+        if isinstance(exc, openai.APIStatusError):
+            # The SDK keeps the inner `error` object of OpenAI's body as `exc.body`.
+            body = exc.body if isinstance(exc.body, dict) else {}
+            message = body.get("message")
+            return from_upstream_status(
+                provider,
+                exc.status_code,
+                message if isinstance(message, str) else exc.message,
+                code=exc.code,
+                headers=exc.response.headers,
+            )
+        if isinstance(exc, openai.APIResponseValidationError | json.JSONDecodeError):
+            return upstream_bad_response(provider, str(exc))
+        if isinstance(exc, openai.APIError):
+            # An `error` event inside a stream: the upstream failed after answering 200.
+            return from_upstream_status(provider, 500, exc.message, code=exc.code)
+        return upstream_unreachable(provider, str(exc))
+
+
+def _new_client(base_url: str, api_key: str, timeouts: Timeouts) -> openai.AsyncOpenAI:
+    # Spine does retries and fallbacks itself, across deployments; the SDK's own would
+    # multiply them and hide the upstream's Retry-After from the client.
+    return openai.AsyncOpenAI(
+        base_url=base_url,
+        api_key=api_key,
+        max_retries=0,
+        timeout=openai.Timeout(timeouts.total, connect=timeouts.connect),
+    )
+
+
+async def _close_client(client: openai.AsyncOpenAI) -> None:
+    await client.close()

@@ -1,0 +1,1 @@
+"""Cost of a call, from models.yaml prices and the provider's reported usage."""
