@@ -43,16 +43,18 @@ class FileRegistrySource:
         self._signature = self._stat()
         self._registry = self._load()  # raises ConfigError: refuse to start
         self._checked_at = time.monotonic()
-        self._rejected: tuple[float, int] | None = None
+        self._rejected: tuple[int, int, int] | None = None
 
     def current(self) -> Registry:
         if time.monotonic() - self._checked_at >= self.interval:
             self._refresh()
         return self._registry
 
-    def _stat(self) -> tuple[float, int]:
+    def _stat(self) -> tuple[int, int, int]:
+        # Nanosecond mtime, size and inode: editors that write a new file and rename
+        # it over the old one change the inode even within one mtime tick.
         stat = self.path.stat()
-        return (stat.st_mtime, stat.st_size)
+        return (stat.st_mtime_ns, stat.st_size, stat.st_ino)
 
     def _load(self) -> Registry:
         text = self.path.read_text(encoding="utf-8")

@@ -52,6 +52,7 @@ def _resolved_object(resolved: ResolvedModel) -> dict[str, Any]:
 def list_objects(registry: Registry) -> list[dict[str, Any]]:
     objects = [model_object(entry) for entry in registry.models]
     objects += [_resolved_object(registry.resolve(name)) for name in registry.profiles]
+    objects += [_resolved_object(registry.resolve(name)) for name in registry.parsed.aliases]
     return objects
 
 
