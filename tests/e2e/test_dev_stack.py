@@ -20,7 +20,6 @@ from pathlib import Path
 import pytest
 from openai import OpenAI
 
-
 REPO = Path(__file__).resolve().parents[2]
 
 
