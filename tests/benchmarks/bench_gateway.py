@@ -1,0 +1,235 @@
+"""Gateway benchmarks: cold start of the chat function, and the latency the gateway
+adds on the way to a provider that answers at once.
+
+    uv run python tests/benchmarks/bench_gateway.py [--requests 1000] [--cold-runs 10]
+
+Everything runs on this machine: an embedded Postgres (or DATABASE_URL), the
+instant OpenAI-compatible upstream in its own process, and the real chat Lambda
+handler invoked with real API Gateway events. Both paths are measured in one run,
+interleaved in rounds, so machine noise hits them alike; the figure that matters is
+the difference.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+BENCH_DIR = Path(__file__).resolve().parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def write_config(folder: Path, upstream: str) -> None:
+    (folder / "models.yaml").write_text(
+        textwrap.dedent(
+            f"""\
+            version: 1
+            models:
+              - id: gpt-bench
+                provider: openai
+                model: gpt-bench
+                base_url: {upstream}
+                api_key: {{env: BENCH_UPSTREAM_KEY}}
+                pricing: {{input: 0.15, output: 0.6}}
+                context_window: 128000
+            """
+        )
+    )
+    (folder / "config.toml").write_text(
+        '[service]\nenvironment = "test"\n[models]\nreload_interval_seconds = 2.0\n'
+    )
+
+
+COLD_START = """
+import json, sys, time, importlib.util
+t0 = time.perf_counter()
+spec = importlib.util.spec_from_file_location("chat_app", sys.argv[1])
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+t1 = time.perf_counter()
+from spine.local.runtime import LambdaContext
+class Spec:  # what LambdaContext.for_invocation reads
+    function_name = "ChatFunction"; memory_mb = 1769
+context = LambdaContext.for_invocation(Spec, deadline=time.monotonic() + 30)
+event = json.loads(sys.argv[2])
+result = module.handler(event, context)
+t2 = time.perf_counter()
+assert result["statusCode"] == 200, result
+print(json.dumps({"import_ms": (t1 - t0) * 1000, "first_event_ms": (t2 - t1) * 1000}))
+"""
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--requests", type=int, default=1000)
+    parser.add_argument("--cold-runs", type=int, default=10)
+    args = parser.parse_args()
+
+    folder = Path(tempfile.mkdtemp(prefix="spine-bench-"))
+    port = free_port()
+    upstream = subprocess.Popen(
+        [sys.executable, str(BENCH_DIR / "instant_openai.py"), str(port)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert upstream.stdout is not None and upstream.stdout.readline().strip() == "ready"
+    base_url = f"http://127.0.0.1:{port}/v1"
+    write_config(folder, base_url)
+    os.environ.update(
+        {
+            "SPINE_CONFIG": str(folder / "config.toml"),
+            "BENCH_UPSTREAM_KEY": "sk-bench",
+            "POWERTOOLS_METRICS_DISABLED": "true",
+            "POWERTOOLS_LOG_LEVEL": "WARNING",
+            "SPINE_DATABASE__EMBEDDED_DIR": str(folder / "pgdata"),
+        }
+    )
+    try:
+        return run(args, folder, base_url)
+    finally:
+        upstream.terminate()
+        upstream.wait()
+        from spine.storage import embedded
+
+        embedded.stop(folder / "pgdata")
+
+
+def run(args: argparse.Namespace, folder: Path, base_url: str) -> int:
+    from spine.settings import get_settings
+    from spine.storage.migrate import ensure_database
+
+    db_url = ensure_database(get_settings())
+    os.environ["DATABASE_URL"] = db_url
+    key = create_key(db_url)
+
+    sys.path.insert(0, str(REPO))
+    from tests.integration.gateway import Gateway
+
+    gateway = Gateway()
+    body = {"model": "gpt-bench", "messages": [{"role": "user", "content": "hi"}]}
+    event = gateway.request("POST", "/v1/chat/completions", json_body=body, key=key).event
+
+    cold = cold_starts(args.cold_runs, event)
+    direct, through = added_latency(gateway, base_url, body, key, args.requests)
+    gateway.close()
+
+    report(cold, direct, through, args.requests)
+    return 0
+
+
+def create_key(db_url: str) -> str:
+    import psycopg
+
+    from spine.storage.api_keys import create_key as create
+
+    async def go() -> str:
+        async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as conn:
+            key, _ = await create(conn, "bench", prefix="sk-spine-")
+            return key
+
+    loop = asyncio.new_event_loop()
+    try:
+        return loop.run_until_complete(go())
+    finally:
+        loop.close()
+
+
+def cold_starts(runs: int, event: dict[str, object]) -> list[dict[str, float]]:
+    results = []
+    for _ in range(runs):
+        out = subprocess.run(
+            [sys.executable, "-c", COLD_START, str(REPO / "functions/chat/app.py"), json.dumps(event)],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=REPO,
+        )
+        results.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    return results
+
+
+def added_latency(
+    gateway: object, base_url: str, body: dict[str, object], key: str, requests: int
+) -> tuple[list[float], list[float]]:
+    from openai import AsyncOpenAI
+
+    from tests.integration.gateway import Gateway
+
+    assert isinstance(gateway, Gateway)
+    loop = asyncio.new_event_loop()
+    client = AsyncOpenAI(base_url=base_url, api_key="sk-bench", max_retries=0)
+
+    async def direct_call() -> None:
+        await client.chat.completions.create(model="gpt-bench", messages=body["messages"])  # type: ignore[arg-type]
+
+    module = gateway.module("ChatFunction")
+    sample = gateway.request("POST", "/v1/chat/completions", json_body=body, key=key)
+    assert sample.status == 200, sample.body
+    event = sample.event
+    from spine.local.runtime import LambdaContext
+
+    spec = gateway.template.functions["ChatFunction"]
+    direct: list[float] = []
+    through: list[float] = []
+    for _ in range(50):  # warm both paths
+        loop.run_until_complete(direct_call())
+        module.handler(event, LambdaContext.for_invocation(spec, time.monotonic() + 30))
+    rounds = 10
+    for _ in range(rounds):
+        for _ in range(requests // rounds):
+            started = time.perf_counter()
+            loop.run_until_complete(direct_call())
+            direct.append((time.perf_counter() - started) * 1000)
+        context = LambdaContext.for_invocation(spec, time.monotonic() + 30)
+        for _ in range(requests // rounds):
+            started = time.perf_counter()
+            result = module.handler(event, context)
+            through.append((time.perf_counter() - started) * 1000)
+            assert result["statusCode"] == 200
+    loop.run_until_complete(client.close())
+    loop.close()
+    return direct, through
+
+
+def report(cold: list[dict[str, float]], direct: list[float], through: list[float], n: int) -> None:
+    imports = [c["import_ms"] for c in cold]
+    firsts = [c["first_event_ms"] for c in cold]
+    totals = [c["import_ms"] + c["first_event_ms"] for c in cold]
+    print(f"\n## Chat function cold start ({len(cold)} fresh processes)\n")
+    print("| phase | median ms | min ms | max ms |\n| --- | ---: | ---: | ---: |")
+    for name, values in (("import module", imports), ("first event", firsts), ("total", totals)):
+        print(f"| {name} | {statistics.median(values):.0f} | {min(values):.0f} | {max(values):.0f} |")
+    print(f"\n## Added latency over {n} requests (instant upstream)\n")
+    print("| path | p50 ms | p99 ms |\n| --- | ---: | ---: |")
+    print(f"| provider SDK straight to the upstream | {percentile(direct, 50):.2f} | {percentile(direct, 99):.2f} |")
+    print(f"| API Gateway event -> chat handler -> upstream | {percentile(through, 50):.2f} | {percentile(through, 99):.2f} |")
+    print(
+        f"| **added by the gateway** | **{percentile(through, 50) - percentile(direct, 50):.2f}** "
+        f"| {percentile(through, 99) - percentile(direct, 99):.2f} |"
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
