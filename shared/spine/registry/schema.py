@@ -177,17 +177,13 @@ class ModelEntry(_Strict):
         return capability in self.capabilities
 
 
-class Profile(_Strict):
-    """A named model plus parameters (arin-bot-v2's profiles): resolves like a model."""
+class Profile(SamplingDefaults):
+    """A named model plus parameters (arin-bot-v2's profiles): resolves like a model.
+
+    Its sampling fields are a model's `defaults` fields, layered over them."""
 
     model: Name
     description: str | None = None
-    temperature: Annotated[float, Field(ge=0, le=2)] | None = None
-    top_p: Annotated[float, Field(ge=0, le=1)] | None = None
-    max_tokens: PositiveInt | None = None
-    presence_penalty: Annotated[float, Field(ge=-2, le=2)] | None = None
-    frequency_penalty: Annotated[float, Field(ge=-2, le=2)] | None = None
-    seed: int | None = None
     system_prompt: str | None = None
     cache_ttl: Annotated[int, Field(ge=0)] | None = None
 
