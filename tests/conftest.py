@@ -4,4 +4,5 @@ tests/fixtures so each area keeps its own."""
 pytest_plugins = [
     "tests.fixtures.postgres",
     "tests.fixtures.fakes",
+    "tests.fixtures.aws",
 ]

@@ -1,4 +1,7 @@
-"""Lambda entry of the `chat` function: builds its app from the shared layer."""
+"""Lambda entry of the `chat` function: builds its app from the shared layer.
+
+Deployed, Lambda Web Adapter runs `app` under uvicorn (run.sh) so streamed answers
+reach the client chunk by chunk; `handler` (Mangum) serves buffered invocations."""
 
 from spine.api.functions import chat_app
 from spine.api.handler import make_handler

@@ -63,6 +63,14 @@ class NotFoundError(SpineError):
     default_code = "not_found"
 
 
+class ConflictError(SpineError):
+    """The request clashes with stored state (a name already taken)."""
+
+    status_code = 409
+    error_type = "invalid_request_error"
+    default_code = "conflict"
+
+
 class ModelNotFoundError(NotFoundError):
     default_code = "model_not_found"
 
@@ -121,6 +129,15 @@ class ServiceUnavailableError(SpineError):
     status_code = 503
     error_type = "service_unavailable"
     default_code = "service_unavailable"
+
+
+class ClientDisconnectedError(SpineError):
+    """The client went away mid-stream. Never sent (nobody is listening); it marks
+    the usage row of the cut stream (499, nginx's "client closed request")."""
+
+    status_code = 499
+    error_type = "client_error"
+    default_code = "client_disconnected"
 
 
 class ConfigError(Exception):

@@ -11,7 +11,9 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import sys
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
@@ -24,9 +26,22 @@ SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME", "spine")
 NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "Spine")
 
 
+class _CurrentStdoutHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever sys.stdout is at the time of the record, not the one at
+    import: tools and tests that redirect stdout (pytest's capture) see the logs."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stdout
+
+    @stream.setter
+    def stream(self, _value: Any) -> None:
+        pass
+
+
 # The service's one parent logger owns the JSON handler; modules get children of it
 # (Powertools refuses a child whose parent does not exist).
-ROOT_LOGGER = Logger(service=SERVICE)
+ROOT_LOGGER = Logger(service=SERVICE, logger_handler=_CurrentStdoutHandler())
 
 
 def get_logger(name: str) -> Logger:

@@ -35,10 +35,51 @@ class ServiceSettings(_Section):
     service_name: str = "spine"
 
 
+class S3ModelsSource(_Section):
+    bucket: str = ""
+    key: str = "models.yaml"
+
+
+class AppConfigModelsSource(_Section):
+    # Names or ids, as AppConfig's StartConfigurationSession accepts either.
+    application: str = ""
+    environment: str = ""
+    profile: str = ""
+
+
 class ModelsSettings(_Section):
+    # The packaged file: the registry when `source = "file"`, the fallback otherwise.
     path: str = "models.yaml"
     # How often a running function checks models.yaml for edits (seconds).
     reload_interval_seconds: Annotated[float, Field(ge=0)] = 2.0
+    # Where a deployed function reads its live registry from.
+    source: Literal["file", "s3", "appconfig"] = "file"
+    # How long a registry fetched from S3 or AppConfig is served before the source is
+    # asked for a newer one (AppConfig enforces at least 15 s between polls).
+    live_ttl_seconds: Annotated[float, Field(ge=0)] = 30.0
+    # Ask the live source from a background thread, so no request waits on it.
+    background_refresh: bool = True
+    s3: S3ModelsSource = Field(default_factory=S3ModelsSource)
+    appconfig: AppConfigModelsSource = Field(default_factory=AppConfigModelsSource)
+
+    @model_validator(mode="after")
+    def _live_source_is_named(self) -> ModelsSettings:
+        if self.source == "s3" and not (self.s3.bucket and self.s3.key):
+            raise ValueError("models.source = 's3' needs models.s3.bucket and models.s3.key")
+        if self.source == "appconfig" and not (
+            self.appconfig.application and self.appconfig.environment and self.appconfig.profile
+        ):
+            raise ValueError(
+                "models.source = 'appconfig' needs models.appconfig.application, "
+                "environment and profile"
+            )
+        return self
+
+
+class SecretsSettings(_Section):
+    # How long a warm container reuses a Secrets Manager value (provider keys, the
+    # worker token) before reading it again, so a rotation is seen within this time.
+    max_age_seconds: Annotated[int, Field(ge=0)] = 300
 
 
 class DatabaseSettings(_Section):
@@ -49,14 +90,70 @@ class DatabaseSettings(_Section):
     url_secret: str | None = None
 
 
+# "none" is not here on purpose: an unsigned token is never accepted.
+JwtAlgorithm = Literal[
+    "HS256", "HS384", "HS512",
+    "RS256", "RS384", "RS512",
+    "PS256", "PS384", "PS512",
+    "ES256", "ES384", "ES512",
+    "EdDSA",
+]  # fmt: skip
+
+
+def _asymmetric_algorithms() -> list[JwtAlgorithm]:
+    return ["RS256", "ES256"]
+
+
 class AuthSettings(_Section):
+    """API keys, JWTs from an identity provider, and the tokens Spine signs itself.
+
+    Claim paths (`jwt_*_claim`) name a top-level claim (`cognito:groups`,
+    `https://example.com/tenant`) or, when no such claim exists, a dotted path into
+    nested objects (`app_metadata.tenant`). See docs/auth.md for Supabase and Cognito.
+    """
+
     api_key_prefix: str = Field(default="sk-spine-", pattern=r"^[a-z0-9-]{3,16}$")
+    # --- tokens from an identity provider (Supabase Auth, Cognito, any OIDC issuer)
     jwt_issuer: str | None = None
     jwt_audience: str | None = None
+    # The claim compared with jwt_audience: Cognito access tokens have no `aud` and
+    # carry the app client id in `client_id`.
+    jwt_audience_claim: str = "aud"
     jwt_jwks_url: str | None = None
-    jwt_algorithms: list[str] = Field(default_factory=lambda: ["RS256", "ES256"])
+    # HS* verify against the JWT secret, the others against the JWKS; a token's key
+    # is always chosen by its algorithm's family, so the two can never be confused.
+    jwt_algorithms: list[JwtAlgorithm] = Field(default_factory=_asymmetric_algorithms)
     jwt_secret_name: str | None = None  # Secrets Manager name of the HS256 secret
     jwt_leeway_seconds: Annotated[int, Field(ge=0, le=300)] = 30
+    # The JWKS is cached per container for this long, and fetched again early when a
+    # token names an unknown `kid`, but never more often than jwks_min_refresh_seconds
+    # (a flood of made-up kids must not hammer the identity provider).
+    jwks_cache_seconds: Annotated[float, Field(gt=0)] = 600.0
+    jwks_min_refresh_seconds: Annotated[float, Field(ge=0)] = 30.0
+    jwks_timeout_seconds: Annotated[float, Field(gt=0, le=10)] = 3.0
+    # Claims -> Principal.
+    jwt_subject_claim: str = "sub"
+    jwt_tenant_claim: str | None = "tenant"
+    # Each holds a space-separated string (OAuth `scope`) or a list of strings.
+    jwt_scope_claims: list[str] = Field(default_factory=lambda: ["scope"])
+    # Stripped from scopes that carry it: Cognito names resource-server scopes
+    # "<identifier>/<scope>", so "spine/admin" becomes "admin".
+    jwt_scope_prefix: str | None = None
+    jwt_tier_claim: str | None = "tier"
+    # Claims that must hold exactly these values (Cognito: token_use = "access").
+    jwt_required_claims: dict[str, str] = Field(default_factory=dict)
+    # --- tokens Spine signs (POST /v1/auth/token): HS256 with the JWT secret
+    token_issuer: str = Field(default="spine", min_length=1)
+    token_audience: str = Field(default="spine", min_length=1)
+    token_ttl_seconds: Annotated[int, Field(ge=60, le=86_400)] = 900
+
+    @model_validator(mode="after")
+    def _issuers_differ(self) -> AuthSettings:
+        # Spine's own tokens are recognised by their issuer; sharing it with the
+        # identity provider would verify the provider's tokens as Spine's.
+        if self.jwt_issuer is not None and self.jwt_issuer == self.token_issuer:
+            raise ValueError("auth.jwt_issuer must differ from auth.token_issuer")
+        return self
 
 
 class WorkerSettings(_Section):
@@ -81,6 +178,7 @@ class Settings(_Section):
     auth: AuthSettings = Field(default_factory=AuthSettings)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     limits: LimitsSettings = Field(default_factory=LimitsSettings)
+    secrets: SecretsSettings = Field(default_factory=SecretsSettings)
     functions: dict[str, FunctionSettings] = Field(default_factory=dict)
     # Where the file was read from; relative paths in it resolve against its folder.
     base_dir: str = "."

@@ -70,6 +70,11 @@ class FakeProviders:
             raise AssertionError(f"the fake {provider} server received no request")
         return recorded[-1]
 
+    def disconnects(self, provider: str) -> int:
+        """Streams to `provider` whose client closed the connection before the end."""
+        with self._server.state.lock:
+            return self._server.state.disconnects.count(provider)
+
     def pending(self, provider: str) -> int:
         """Scripted actions not yet consumed (a test can assert they all were)."""
         with self._server.state.lock:

@@ -59,6 +59,8 @@ class FakeState:
         default_factory=lambda: {p: deque() for p in PROVIDERS}
     )
     requests: list[RecordedRequest] = field(default_factory=list)
+    # Providers whose client closed a stream before it ended, one entry per stream.
+    disconnects: list[str] = field(default_factory=list)
     generation: int = 0  # bumped by reset(); releases hanging handlers
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -67,6 +69,7 @@ class FakeState:
             for queue in self.queues.values():
                 queue.clear()
             self.requests.clear()
+            self.disconnects.clear()
             self.generation += 1
 
     def next_action(self, provider: str) -> Action | None:
@@ -103,6 +106,7 @@ class _SseResponse(Response):
         state: FakeState,
         events: list[Any],
         *,
+        provider: str,
         done_marker: bool,
         cut_after: int | None = None,
         stall_after: int | None = None,
@@ -110,6 +114,7 @@ class _SseResponse(Response):
     ) -> None:
         super().__init__(media_type="text/event-stream")
         self.state = state
+        self.provider = provider
         self.events = events
         self.done_marker = done_marker
         self.cut_after = cut_after
@@ -117,6 +122,21 @@ class _SseResponse(Response):
         self.stall_seconds = stall_seconds
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # Notes a client that closes the connection before the stream ends (a gateway
+        # cancelling its upstream call), even while the stream is stalled.
+        watcher = asyncio.ensure_future(self._watch_disconnect(receive))
+        try:
+            await self._stream(send)
+        finally:
+            watcher.cancel()
+
+    async def _watch_disconnect(self, receive: Receive) -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        with self.state.lock:
+            self.state.disconnects.append(self.provider)
+
+    async def _stream(self, send: Send) -> None:
         await send(
             {
                 "type": "http.response.start",
@@ -184,7 +204,7 @@ async def _perform(
     if action is None:
         answer = default()
         if isinstance(answer, list):
-            return _SseResponse(state, answer, done_marker=done_marker)
+            return _SseResponse(state, answer, provider=provider, done_marker=done_marker)
         return JSONResponse(answer)
     if isinstance(action, Reply):
         return JSONResponse(action.body, status_code=action.status, headers=action.headers)
@@ -198,17 +218,20 @@ async def _perform(
             b'{"id": "broken", "choices": [{"ind', action.status, media_type="application/json"
         )
     if isinstance(action, Events):
-        return _SseResponse(state, action.events, done_marker=action.done_marker)
+        return _SseResponse(state, action.events, provider=provider, done_marker=action.done_marker)
     answer = default()
     if isinstance(action, Cut):
         if isinstance(answer, list):
-            return _SseResponse(state, answer, done_marker=done_marker, cut_after=action.after)
+            return _SseResponse(
+                state, answer, provider=provider, done_marker=done_marker, cut_after=action.after
+            )
         return _CutJsonResponse(answer)
     if isinstance(action, Stall):
         events = answer if isinstance(answer, list) else [answer]
         return _SseResponse(
             state,
             events,
+            provider=provider,
             done_marker=done_marker,
             stall_after=action.after,
             stall_seconds=action.seconds,

@@ -30,7 +30,7 @@ models:
     context_window: 8000
     max_output_tokens: 1000
     defaults: {{temperature: 0.5}}
-    capabilities: [chat, completions, tools, json_schema]
+    capabilities: [chat, completions, streaming, tools, json_schema]
   - id: gemini-test
     provider: gemini
     model: gemini-2.5-flash
@@ -38,7 +38,7 @@ models:
     api_key: {{env: FAKE_GEMINI_KEY}}
     pricing: {{input: 0.30, output: 2.50, cached_input: 0.03}}
     context_window: 100000
-    capabilities: [chat, vision]
+    capabilities: [chat, streaming, vision]
   - id: claude-test
     provider: anthropic
     model: claude-haiku-4-5
@@ -47,6 +47,7 @@ models:
     pricing: {{input: 1.0, output: 5.0, cached_input: 0.1}}
     context_window: 200000
     max_output_tokens: 4096
+    capabilities: [chat, streaming]
   - id: unconfigured
     provider: openai
     model: gpt-4o

@@ -101,7 +101,10 @@ class Gateway:
         )
         spec = self.template.functions[match.route.function]
         context = LambdaContext.for_invocation(spec, deadline=time.monotonic() + 30)
-        handler = getattr(self.module(match.route.function), spec.handler_name)
+        # A function behind Lambda Web Adapter names its ASGI app; its entry module
+        # also keeps a Mangum `handler`, the buffered form this gateway invokes.
+        handler_name = "handler" if spec.web_adapter else spec.handler_name
+        handler = getattr(self.module(match.route.function), handler_name)
         result = handler(event, context)
         headers_out = {k.lower(): v for k, v in (result.get("headers") or {}).items()}
         for name, values in (result.get("multiValueHeaders") or {}).items():

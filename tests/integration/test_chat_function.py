@@ -259,10 +259,11 @@ def test_sql_injection_in_the_key_is_just_a_wrong_key(
             "context_length_exceeded",
         ),
         (
-            {"model": "gpt-test", "messages": HELLO, "stream": True},
+            # A streamed request is checked the same way, before any event is sent.
+            {"model": "gpt-test", "messages": HELLO, "stream": True, "stream_options": {"x": 1}},
             400,
-            "stream",
-            "unsupported_parameter",
+            "stream_options.x",
+            "unknown_parameter",
         ),
     ],
 )

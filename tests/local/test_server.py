@@ -1,6 +1,7 @@
 """The emulator over real HTTP: uvicorn on a free loopback port, httpx as the client."""
 
 import asyncio
+import itertools
 import socket
 import threading
 import time
@@ -201,3 +202,57 @@ def test_containers_limit_concurrency(base_url: str) -> None:
     assert len(loops) <= POOL_SIZE
     assert all(len(ids) == 1 for ids in loops.values())
     assert len({next(iter(ids)) for ids in loops.values()}) == len(loops)
+
+
+# --- response streaming (Lambda Web Adapter) ----------------------------------------------
+
+
+def test_streamed_function_relays_chunks_as_they_are_sent(base_url: str) -> None:
+    # Given a web-adapter function that sends a tick every 0.3 s
+    arrivals: list[float] = []
+    with httpx.Client(base_url=base_url, timeout=20) as http:
+        started = time.monotonic()
+        with http.stream("GET", "/stream", params={"n": "4", "gap": "0.3"}) as response:
+            # When the client reads the response as it comes
+            assert response.status_code == 200
+            assert response.headers["content-type"] == "text/event-stream"
+            ticks = []
+            for line in response.iter_lines():
+                if line.startswith("data: "):
+                    arrivals.append(time.monotonic() - started)
+                    ticks.append(line.removeprefix("data: "))
+    # Then every tick arrives when it is sent, not all at the end
+    assert ticks == ["0", "1", "2", "3"]
+    gaps = [b - a for a, b in itertools.pairwise(arrivals)]
+    assert all(gap > 0.2 for gap in gaps), arrivals
+    # And the app saw API Gateway's request id, as Mangum and the adapter pass it
+    rid = response.headers["x-amzn-requestid"]
+    assert response.headers["x-event-request-id"] == rid == response.headers["x-context-request-id"]
+
+
+def test_streamed_function_sees_the_client_go_away(base_url: str) -> None:
+    def state() -> dict[str, int]:
+        return dict(httpx.get(base_url + "/stream/state", timeout=10).json())
+
+    before = state()
+    # Given a long stream; When the client leaves after the first tick
+    with (
+        httpx.Client(base_url=base_url, timeout=20) as http,
+        http.stream("GET", "/stream", params={"n": "50", "gap": "0.2"}) as response,
+    ):
+        for line in response.iter_lines():
+            if line.startswith("data: "):
+                break
+    # Then the app is told at once (http.disconnect) and stops sending
+    deadline = time.monotonic() + 5
+    while state()["disconnected"] == before["disconnected"]:
+        assert time.monotonic() < deadline, "the app never saw the disconnect"
+        time.sleep(0.05)
+    assert state()["finished"] == before["finished"]
+
+
+def test_streamed_function_invoked_with_an_event_is_buffered(emulator: Emulator) -> None:
+    # `spine invoke` and direct event invocations go through the adapter's buffered form.
+    response = asyncio.run(emulator.handle(HttpRequest("GET", "/stream", query_string="n=3&gap=0")))
+    assert response.status == 200
+    assert response.body == b"data: 0\n\ndata: 1\n\ndata: 2\n\n"

@@ -1,5 +1,6 @@
 """template.yaml: lint-clean, and the emulator reads exactly the routes it declares."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -59,6 +60,10 @@ def test_template_serves_the_spine_endpoints() -> None:
         ("POST", "/v1/completions", "ChatFunction"),
         ("GET", "/v1/models", "ModelsFunction"),
         ("GET", "/v1/models/{model+}", "ModelsFunction"),
+        ("GET", "/v1/usage", "UsageFunction"),
+        ("GET", "/v1/pricing", "UsageFunction"),
+        ("GET", "/v1/pricing/{model+}", "UsageFunction"),
+        ("POST", "/v1/estimate-cost", "UsageFunction"),
         ("GET", "/health", "HealthFunction"),
         ("GET", "/ready", "HealthFunction"),
     }
@@ -69,8 +74,39 @@ def test_every_function_has_its_entry_module() -> None:
     assert template.functions
     for spec in template.functions.values():
         assert spec.module_path.is_file(), spec.module_path
-        assert spec.handler == "app.handler"
         assert spec.runtime == "python3.12"
+        if spec.web_adapter:
+            # Lambda Web Adapter runs the startup script, which serves the ASGI app.
+            script = spec.code_dir / spec.handler
+            assert script.is_file() and os.access(script, os.X_OK), script
+            assert spec.entry == ("app", "app")
+        else:
+            assert spec.handler == "app.handler"
+
+
+def test_chat_function_streams_through_the_web_adapter() -> None:
+    # Given the deployed template: the chat function streams, the JSON functions do not
+    template = load_template(TEMPLATE)
+    chat = template.functions["ChatFunction"]
+    assert chat.response_streaming and chat.handler == "run.sh"
+    # run.sh listens where the adapter forwards to
+    assert chat.environment["AWS_LWA_PORT"] and "$AWS_LWA_PORT" in (
+        chat.code_dir / "run.sh"
+    ).read_text().replace("${AWS_LWA_PORT:-8080}", "$AWS_LWA_PORT")
+    others = [s for s in template.functions.values() if s.logical_id != "ChatFunction"]
+    assert others and not any(s.web_adapter for s in others)
+    # And API Gateway streams the chat routes' integration responses
+    raw, problems = decode(str(TEMPLATE))
+    assert not problems, problems
+    events = raw["Resources"]["ChatFunction"]["Properties"]["Events"]
+    assert {e["Properties"]["ResponseTransferMode"] for e in events.values()} == {"STREAM"}
+
+
+def test_web_adapter_function_without_asgi_app_is_refused(tmp_path: Path) -> None:
+    text = (FIXTURES / "template.yaml").read_text().replace("SPINE_ASGI_APP: app:app", "X: y")
+    (tmp_path / "template.yaml").write_text(text)
+    with pytest.raises(TemplateError, match="SPINE_ASGI_APP"):
+        load_template(tmp_path / "template.yaml")
 
 
 def test_local_environment_points_at_repository_config() -> None:

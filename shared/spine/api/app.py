@@ -6,14 +6,16 @@ function whose config fails validation fails to start rather than serve it.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from fastapi import APIRouter, FastAPI
 
 from spine.api.errors import install_error_handlers
 from spine.api.middleware import RequestContextMiddleware
+from spine.aws.live_registry import open_registry_source
 from spine.observability import get_logger
-from spine.registry.source import FileRegistrySource, RegistrySource
+from spine.registry.source import RegistrySource
 from spine.settings import Settings, get_settings
 from spine.usage.recorder import PostgresUsageRecorder, UsageRecorder
 
@@ -29,6 +31,12 @@ class AppState:
     verify_jwt: bool
 
 
+def behind_web_adapter() -> bool:
+    """True in a Lambda function served through Lambda Web Adapter (template.yaml sets
+    its wrapper for streaming functions), read when the app is built."""
+    return bool(os.environ.get("AWS_LWA_INVOKE_MODE"))
+
+
 def create_app(
     function_name: str,
     routers: list[APIRouter],
@@ -39,9 +47,7 @@ def create_app(
 ) -> FastAPI:
     settings = settings or get_settings()
     if registry is None:
-        registry = FileRegistrySource(
-            settings.models_path, interval=settings.models.reload_interval_seconds
-        )
+        registry = open_registry_source(settings)
     verify_jwt = settings.function(function_name).verify_jwt
     if not verify_jwt and function_name != "health":
         # Supabase semantics: verify_jwt = false makes the function public.
@@ -66,5 +72,9 @@ def create_app(
     install_error_handlers(app)
     for router in routers:
         app.include_router(router)
-    app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.service.max_body_bytes)
+    app.add_middleware(
+        RequestContextMiddleware,
+        max_body_bytes=settings.service.max_body_bytes,
+        behind_web_adapter=behind_web_adapter(),
+    )
     return app

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Callable, Coroutine
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
 from spine.api.app import AppState
-from spine.auth import api_keys
+from spine.auth.authenticate import authenticate
 from spine.auth.principal import ANONYMOUS, Principal
 from spine.chat.service import CallContext
+from spine.errors import PermissionDeniedError
 from spine.registry.resolve import Registry
 
 
@@ -31,10 +33,30 @@ RegistryDep = Annotated[Registry, Depends(current_registry)]
 async def current_principal(request: Request, state: StateDep) -> Principal:
     if not state.verify_jwt:
         return ANONYMOUS
-    return await api_keys.authenticate(request.headers.get("authorization"), state.settings)
+    return await authenticate(request.headers.get("authorization"), state.settings)
 
 
 PrincipalDep = Annotated[Principal, Depends(current_principal)]
+
+
+def require_scope(scope: str) -> Callable[..., Coroutine[Any, Any, Principal]]:
+    """A dependency that admits only principals holding `scope` ("admin" holds every
+    scope): `AdminDep`, or `Annotated[Principal, Depends(require_scope("prompts:write"))]`.
+    The anonymous principal of a `verify_jwt = false` function holds none."""
+
+    async def scoped_principal(principal: PrincipalDep) -> Principal:
+        if not principal.has_scope(scope):
+            raise PermissionDeniedError(
+                f"This request needs the '{scope}' scope, which your credential does not hold.",
+                code="insufficient_scope",
+            )
+        return principal
+
+    return scoped_principal
+
+
+# Admin routes: key management, prompt writes, other principals' usage.
+AdminDep = Annotated[Principal, Depends(require_scope("admin"))]
 
 
 def call_context(

@@ -19,6 +19,27 @@ def models_app() -> FastAPI:
     return create_app("models", [models.router])
 
 
+def prompts_app() -> FastAPI:
+    # execute-prompt lives here, not in chat: it needs the prompt store, and the
+    # provider SDKs it may call are imported on first use, so CRUD calls never pay
+    # for them.
+    from spine.api.routes import prompts
+
+    return create_app("prompts", [prompts.router])
+
+
+def auth_app() -> FastAPI:
+    from spine.api.routes import auth
+
+    return create_app("auth", [auth.router])
+
+
+def usage_app() -> FastAPI:
+    from spine.api.routes import usage
+
+    return create_app("usage", [usage.router])
+
+
 def health_app() -> FastAPI:
     from spine.api.routes import health
 

@@ -16,9 +16,7 @@ LambdaHandler = Callable[[dict[str, Any], Any], dict[str, Any]]
 
 def _tracing_enabled() -> bool:
     # Deployed only: sam local and the emulator set AWS_SAM_LOCAL, tests set neither.
-    return bool(os.environ.get("AWS_LAMBDA_FUNCTION_NAME")) and not os.environ.get(
-        "AWS_SAM_LOCAL"
-    )
+    return bool(os.environ.get("AWS_LAMBDA_FUNCTION_NAME")) and not os.environ.get("AWS_SAM_LOCAL")
 
 
 def make_handler(app: FastAPI) -> LambdaHandler:

@@ -18,29 +18,51 @@ logger = get_logger(__name__)
 REQUEST_ID_HEADER = b"x-request-id"
 
 
-def request_id_of(scope: Scope) -> str:
+ADAPTER_CONTEXT_HEADER = b"x-amzn-request-context"
+
+
+def request_id_of(scope: Scope, *, behind_web_adapter: bool = False) -> str:
     """API Gateway's request id when behind it (so logs, usage rows and the
     x-request-id header all agree with CloudWatch), else a fresh one. A client's own
-    x-request-id is never trusted as the key: usage rows are unique per request."""
+    x-request-id is never trusted as the key: usage rows are unique per request.
+
+    Mangum (and the local emulator) hand the API Gateway event over in the scope;
+    Lambda Web Adapter sends its `requestContext` as a JSON header, which is trusted
+    only when this process runs behind the adapter (it sets the header itself)."""
     event = scope.get("aws.event")
-    if isinstance(event, dict):
-        context = event.get("requestContext") or {}
+    context: Any = event.get("requestContext") if isinstance(event, dict) else None
+    if context is None and behind_web_adapter:
+        context = _adapter_context(scope)
+    if isinstance(context, dict):
         rid = context.get("requestId")
         if isinstance(rid, str) and rid:
             return rid
     return f"req_{uuid.uuid4().hex}"
 
 
+def _adapter_context(scope: Scope) -> Any:
+    for name, value in scope.get("headers", []):
+        if name == ADAPTER_CONTEXT_HEADER:
+            try:
+                return json.loads(value)
+            except ValueError:
+                return None
+    return None
+
+
 class RequestContextMiddleware:
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, *, max_body_bytes: int, behind_web_adapter: bool = False
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.behind_web_adapter = behind_web_adapter
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = request_id_of(scope)
+        request_id = request_id_of(scope, behind_web_adapter=self.behind_web_adapter)
         scope.setdefault("state", {})["request_id"] = request_id
         started = time.perf_counter()
         status_holder: dict[str, Any] = {}

@@ -47,6 +47,9 @@ class CallContext:
     settings: Settings
     registry: Registry
     recorder: UsageRecorder
+    # The stored prompt version this call runs (POST /v1/execute-prompt), recorded
+    # in the usage row; None for plain chat calls.
+    prompt_version_id: str | None = None
 
 
 @dataclass
@@ -67,7 +70,6 @@ async def create_chat_completion(
     provider = get_provider(resolved.entry.provider)
     effective = apply_defaults(request, resolved)
     check_chat_request(effective, resolved, provider.supported_params)
-    _refuse_stream(effective.stream)
     target = target_for(resolved.entry, ctx.settings)
     async with _recorded_call(ctx, resolved, target, "chat.completions") as result:
         response = await _bounded(provider.chat(target, effective), target)
@@ -89,22 +91,12 @@ async def create_completion(
     provider = get_provider(resolved.entry.provider)
     effective = apply_defaults(request, resolved)
     check_completion_request(effective, resolved, provider.supported_params)
-    _refuse_stream(effective.stream)
     target = target_for(resolved.entry, ctx.settings)
     async with _recorded_call(ctx, resolved, target, "completions") as result:
         response = await _bounded(provider.complete(target, effective), target)
         result.usage = response.usage
     response.model = resolved.entry.id
     return response, result
-
-
-def _refuse_stream(stream: bool | None) -> None:
-    if stream:
-        raise InvalidRequestError(
-            "Streaming is not available on this deployment yet; send stream=false.",
-            param="stream",
-            code="unsupported_parameter",
-        )
 
 
 async def _bounded(call: Awaitable[T], target: Target) -> T:
@@ -148,6 +140,7 @@ async def _recorded_call(
                 cost_usd=result.cost,
                 latency_ms=result.latency_ms,
                 error=error,
+                prompt_version_id=ctx.prompt_version_id,
             )
         )
         _emit_call_metrics(result, error)

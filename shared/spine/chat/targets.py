@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from spine.aws.secrets import get_secret
+from spine.aws.secrets import DEFAULT_MAX_AGE_SECONDS, get_secret
 from spine.errors import SpineError
 from spine.providers.base import Target
 from spine.registry.schema import ApiKeySource, ModelEntry, ProviderKind
@@ -19,7 +19,9 @@ class ProviderNotConfiguredError(SpineError):
     default_code = "provider_not_configured"
 
 
-def resolve_api_key(entry: ModelEntry, source: ApiKeySource | None) -> str | None:
+def resolve_api_key(
+    entry: ModelEntry, source: ApiKeySource | None, *, max_age: int = DEFAULT_MAX_AGE_SECONDS
+) -> str | None:
     if source is None:
         return None
     if source.env is not None:
@@ -31,7 +33,7 @@ def resolve_api_key(entry: ModelEntry, source: ApiKeySource | None) -> str | Non
             )
         return value
     assert source.secret is not None
-    return get_secret(source.secret, key=source.secret_key)
+    return get_secret(source.secret, key=source.secret_key, max_age=max_age)
 
 
 def target_for(entry: ModelEntry, settings: Settings) -> Target:
@@ -40,7 +42,7 @@ def target_for(entry: ModelEntry, settings: Settings) -> Target:
     deployment = entry.deployments[0] if entry.deployments else None
     base_url = (deployment.base_url if deployment else None) or entry.base_url
     key_source = (deployment.api_key if deployment else None) or entry.api_key
-    api_key = resolve_api_key(entry, key_source)
+    api_key = resolve_api_key(entry, key_source, max_age=settings.secrets.max_age_seconds)
     if entry.provider is ProviderKind.LLAMACPP:
         # The worker speaks OpenAI's API; its bearer token is Spine's, not a provider key.
         base_url = base_url or settings.worker.url.rstrip("/") + "/v1"
@@ -60,5 +62,5 @@ def worker_token(settings: Settings) -> str | None:
     if settings.worker_token:
         return settings.worker_token
     if settings.worker.token_secret:
-        return get_secret(settings.worker.token_secret)
+        return get_secret(settings.worker.token_secret, max_age=settings.secrets.max_age_seconds)
     return None

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 
 # Modules under spine.cli that contribute sub-commands.
-COMMAND_MODULES = ("models", "db", "local", "dev")
+COMMAND_MODULES = ("models", "db", "local", "dev", "usage")
 
 
 def build_parser() -> argparse.ArgumentParser:

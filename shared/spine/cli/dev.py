@@ -68,6 +68,7 @@ def _dev(args: argparse.Namespace) -> int:
         key = _dev_key(db_url, settings.auth.api_key_prefix)
         env = {**os.environ, "DATABASE_URL": db_url}
         STATE_DIR.mkdir(exist_ok=True)
+        env.setdefault("SPINE_JWT_SECRET", _local_secret(STATE_DIR / "jwt-secret"))
 
         local_models = registry.models_of(ProviderKind.LLAMACPP)
         if local_models and not args.no_worker:
@@ -198,6 +199,19 @@ def _dev_key(db_url: str, prefix: str) -> str:
     DEV_KEY_FILE.touch(mode=0o600)
     DEV_KEY_FILE.write_text(key + "\n")
     return key
+
+
+def _local_secret(path: Path) -> str:
+    """A signing secret for `/v1/auth/token` kept with the local state, so tokens
+    outlive a restart of the stack like the dev key does."""
+    if path.exists():
+        secret = path.read_text().strip()
+        if len(secret) >= 32:
+            return secret
+    secret = secrets.token_urlsafe(48)
+    path.touch(mode=0o600)
+    path.write_text(secret + "\n")
+    return secret
 
 
 def _script(name: str) -> str:

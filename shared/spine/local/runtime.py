@@ -14,6 +14,12 @@ a function share that module, and all functions share the installed `spine`
 package (one interpreter: `get_settings()` is read once for the process). The code
 folder is not put on `sys.path`: entry modules import only from the layer.
 
+Web adapter. A function behind Lambda Web Adapter names an ASGI app instead of a
+handler (see `FunctionSpec.web_adapter`). Its app runs in a container thread too:
+event invocations go through Mangum (the adapter's buffered mode: event in, proxy
+result out), and `submit_asgi` runs one HTTP request through the app on the
+container's loop, for the server to relay a streamed response as it is produced.
+
 Environment: see `spine.local.environment`.
 """
 
@@ -29,7 +35,7 @@ import threading
 import time
 import traceback
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import ModuleType
@@ -42,6 +48,7 @@ from spine.local.template import FunctionSpec
 logger = logging.getLogger("spine.local")
 
 Handler = Callable[[dict[str, Any], Any], Any]
+AsgiApp = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
 
 DEFAULT_POOL_SIZE = 4
 # Serializes imports that apply per-function variables to the process environment.
@@ -164,6 +171,7 @@ class FunctionRuntime:
         self.pool_size = pool_size
         self._import_environment = dict(import_environment or {})
         self._handler: Handler | None = None
+        self._app: AsgiApp | None = None  # web-adapter functions only
         self._load_lock = threading.Lock()
         self._pool = concurrent.futures.ThreadPoolExecutor(
             max_workers=pool_size,
@@ -204,7 +212,21 @@ class FunctionRuntime:
         logger.info(
             "function %s loaded in %.0f ms", spec.logical_id, (time.perf_counter() - started) * 1e3
         )
+        if spec.web_adapter:
+            from mangum import Mangum
+
+            self._app = handler
+            # Event invocations: what the adapter does in buffered mode.
+            return Mangum(handler, lifespan="off")
         return handler  # type: ignore[no-any-return]
+
+    def load_app(self) -> AsgiApp:
+        """The ASGI app of a web-adapter function (imported once, as `load`)."""
+        if not self.spec.web_adapter:
+            raise TypeError(f"{self.spec.logical_id} is not served through Lambda Web Adapter")
+        self.load()
+        assert self._app is not None
+        return self._app
 
     def _run(self, event: dict[str, Any], invocation: _Invocation) -> Outcome:
         invocation.loop = asyncio.get_event_loop()
@@ -282,6 +304,48 @@ class FunctionRuntime:
         if gateway_deadline < function_deadline:
             return TimedOut(gateway_timeout, by_gateway=True)
         return TimedOut(self.spec.timeout_seconds)
+
+    def submit_asgi(
+        self, call: Callable[[AsgiApp], Awaitable[None]], on_start: Callable[[], object]
+    ) -> tuple[concurrent.futures.Future[Outcome], _Invocation]:
+        """Run `call(app)` on a free container's loop (a web-adapter function). The
+        future holds Succeeded(None) or Failed; `on_start` runs in the container once the
+        function is loaded, as for event invocations."""
+        invocation = _Invocation(on_start=on_start)
+        return self._pool.submit(self._run_asgi, call, invocation), invocation
+
+    def _run_asgi(
+        self, call: Callable[[AsgiApp], Awaitable[None]], invocation: _Invocation
+    ) -> Outcome:
+        loop = asyncio.get_event_loop()
+        invocation.loop = loop
+        app: AsgiApp | None = None
+        failure: Failed | None = None
+        try:
+            app = self.load_app()
+        except Exception as exc:
+            failure = self._failed(exc)
+        invocation.started_at = time.monotonic()
+        invocation.started.set()
+        if invocation.on_start is not None:
+            invocation.on_start()
+        if app is None:
+            assert failure is not None
+            return failure
+        try:
+            loop.run_until_complete(call(app))
+        except asyncio.CancelledError:
+            return TimedOut(self.spec.timeout_seconds)
+        except Exception as exc:
+            return self._failed(exc)
+        finally:
+            # Let the loop finish what the request left behind (SDK stream generators
+            # are closed by tasks the loop schedules when they are collected).
+            loop.run_until_complete(asyncio.sleep(0.01))
+        return Succeeded(None)
+
+    def abandon(self, invocation: _Invocation) -> None:
+        self._abandon(invocation)
 
     def _abandon(self, invocation: _Invocation) -> None:
         """Lambda would kill the container; a thread cannot be killed, so cancel what

@@ -2,7 +2,9 @@
 
 Each request is matched against the template's routes, turned into a REST proxy
 event, handed to a free container of the function (never run on the server's own
-event loop), and the proxy result turned back into the HTTP response, with API
+event loop), and the proxy result turned back into the HTTP response (a function
+behind Lambda Web Adapter in streaming mode is relayed chunk by chunk instead: see
+`spine.local.streaming`), with API
 Gateway's answers where the gateway itself would answer: 403 for an unknown route
 or method, 502 when the handler raises or returns a malformed result or Lambda
 times it out, 504 when the gateway's own integration timeout passes first.
@@ -15,6 +17,7 @@ import logging
 import time
 import uuid
 from collections.abc import Mapping
+from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
@@ -27,6 +30,7 @@ from spine.local.environment import EnvironmentPlan, function_environment, patch
 from spine.local.events import HttpRequest, HttpResponse
 from spine.local.routing import RouteMatch, RouteTable
 from spine.local.runtime import DEFAULT_POOL_SIZE, Failed, FunctionRuntime, Succeeded, TimedOut
+from spine.local.streaming import StreamedInvocation
 from spine.local.template import Template
 
 logger = logging.getLogger("spine.local")
@@ -65,7 +69,6 @@ class Emulator:
             for logical_id, spec in template.functions.items()
         }
         self._exit_stack = contextlib.ExitStack()
-        self._warned_streaming: set[str] = set()
 
     def __enter__(self) -> Emulator:
         self.start()
@@ -118,23 +121,7 @@ class Emulator:
         if match is None:
             return events.missing_authentication_token(request_id)
         runtime = self.runtimes[match.route.function]
-        if (
-            runtime.spec.response_streaming
-            and runtime.spec.logical_id not in self._warned_streaming
-        ):
-            # Seam for response streaming (Lambda Web Adapter): such a function will be
-            # served by running its ASGI app directly. Until then it is buffered.
-            self._warned_streaming.add(runtime.spec.logical_id)
-            logger.warning("function %s streams in Lambda; buffered here", runtime.spec.logical_id)
-        api = self.template.apis[match.route.api_id]
-        event = events.build_event(
-            request,
-            match,
-            stage=api.stage,
-            request_id=request_id,
-            binary_media_types=api.binary_media_types,
-            stage_variables=api.stage_variables,
-        )
+        event = self._event(request, match, request_id)
         outcome = await runtime.invoke_async(event, self.gateway_timeout)
         if isinstance(outcome, Succeeded):
             try:
@@ -148,6 +135,35 @@ class Emulator:
             return events.endpoint_timed_out(request_id)
         assert isinstance(outcome, Failed | TimedOut)
         return events.internal_server_error(request_id)
+
+    def _event(self, request: HttpRequest, match: RouteMatch, request_id: str) -> dict[str, Any]:
+        api = self.template.apis[match.route.api_id]
+        return events.build_event(
+            request,
+            match,
+            stage=api.stage,
+            request_id=request_id,
+            binary_media_types=api.binary_media_types,
+            stage_variables=api.stage_variables,
+        )
+
+    def streamed(self, request: HttpRequest) -> StreamedInvocation | None:
+        """The streamed answer when the request goes to a response-streaming function
+        (Lambda Web Adapter); None for everything `handle` answers."""
+        match = self.routes.match(request.method, request.path)
+        if match is None or len(request.body) > events.MAX_REQUEST_BYTES:
+            return None
+        runtime = self.runtimes[match.route.function]
+        if not runtime.spec.response_streaming:
+            return None
+        request_id = str(uuid.uuid4())
+        return StreamedInvocation(
+            runtime,
+            request,
+            self._event(request, match, request_id),
+            request_id,
+            self.gateway_timeout,
+        )
 
     def route_lines(self, base_url: str) -> list[str]:
         """`Mounting ChatFunction at http://127.0.0.1:3000/v1/chat/completions [POST]`."""
@@ -175,6 +191,9 @@ class Emulator:
                 server_port=int(server[1] or 0),
                 scheme=request.scope.get("scheme", "http"),
             )
+            streamed = self.streamed(http_request)
+            if streamed is not None:
+                return streamed
             return _to_starlette(await self.handle(http_request))
 
         return Starlette(routes=[Route("/{path:path}", endpoint, methods=HTTP_METHODS)])

@@ -24,6 +24,10 @@ API_TYPE = "AWS::Serverless::Api"
 # The REST API SAM creates for `Api` events that name no RestApiId, and its stage.
 IMPLICIT_API = "ServerlessRestApi"
 IMPLICIT_STAGE = "Prod"
+# Lambda Web Adapter's exec wrapper (from its layer), and the variable that names the
+# ASGI app its startup script serves, "module:attribute" (template.yaml, run.sh).
+WEB_ADAPTER_WRAPPER = "/opt/bootstrap"
+ASGI_APP_VARIABLE = "SPINE_ASGI_APP"
 # Lambda's own defaults when neither the function nor Globals set them.
 DEFAULT_TIMEOUT_SECONDS = 3
 DEFAULT_MEMORY_MB = 128
@@ -95,12 +99,28 @@ class FunctionSpec:
     events: tuple[ApiEvent, ...]
 
     @property
+    def web_adapter(self) -> bool:
+        """Served through AWS Lambda Web Adapter: `Handler` is its startup script, and
+        the web app it runs is the ASGI app named by SPINE_ASGI_APP."""
+        return self.environment.get("AWS_LAMBDA_EXEC_WRAPPER") == WEB_ADAPTER_WRAPPER
+
+    @property
+    def entry(self) -> tuple[str, str]:
+        """(module, attribute) the emulator imports: the Lambda handler, or the ASGI
+        app of a web-adapter function."""
+        if self.web_adapter:
+            module, _, attribute = self.environment.get(ASGI_APP_VARIABLE, "").partition(":")
+            return module, attribute
+        module, _, attribute = self.handler.rpartition(".")
+        return module, attribute
+
+    @property
     def module_name(self) -> str:
-        return self.handler.rsplit(".", 1)[0]
+        return self.entry[0]
 
     @property
     def handler_name(self) -> str:
-        return self.handler.rsplit(".", 1)[1]
+        return self.entry[1]
 
     @property
     def module_path(self) -> Path:
@@ -108,9 +128,12 @@ class FunctionSpec:
 
     @property
     def response_streaming(self) -> bool:
-        # Functions served through Lambda Web Adapter in streaming mode (a later issue:
-        # the emulator will then run the function's ASGI app directly).
-        return self.environment.get("AWS_LWA_INVOKE_MODE", "").lower() == "response_stream"
+        """Lambda Web Adapter in streaming mode: the emulator relays the app's response
+        chunks as they are sent instead of buffering a proxy result."""
+        return (
+            self.web_adapter
+            and self.environment.get("AWS_LWA_INVOKE_MODE", "").lower() == "response_stream"
+        )
 
 
 @dataclass(frozen=True)
@@ -245,6 +268,13 @@ def _function_spec(
         for event_name, event in (props.get("Events") or {}).items()
         if event.get("Type") == "Api"
     )
+    if environment.get("AWS_LAMBDA_EXEC_WRAPPER") == WEB_ADAPTER_WRAPPER:
+        module, _, attribute = environment.get(ASGI_APP_VARIABLE, "").partition(":")
+        if not module or not attribute:
+            raise TemplateError(
+                f"{logical_id}: a Lambda Web Adapter function needs {ASGI_APP_VARIABLE} "
+                "('module:attribute' of the ASGI app its startup script serves)"
+            )
     return FunctionSpec(
         logical_id=logical_id,
         function_name=name if isinstance(name, str) else logical_id,

@@ -12,7 +12,8 @@ chat service refuses them up front with a clear message.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import aclosing
 from typing import Any
 
 import anthropic
@@ -87,7 +88,7 @@ class AnthropicProvider(ChatProvider):
 
     async def chat_stream(
         self, target: Target, request: ChatCompletionRequest
-    ) -> AsyncIterator[dict[str, Any]]:
+    ) -> AsyncGenerator[dict[str, Any], None]:
         client = self._client(target)
         params = mapping.to_params(target, request)
 
@@ -102,8 +103,9 @@ class AnthropicProvider(ChatProvider):
             except _SDK_FAILURES as exc:
                 raise _map_error(exc) from exc
 
-        async for item in guard_stream(_PROVIDER, target.timeouts, chunks()):
-            yield item
+        async with aclosing(guard_stream(_PROVIDER, target.timeouts, chunks())) as items:
+            async for item in items:
+                yield item
 
     async def aclose(self) -> None:
         await self._clients.aclose()

@@ -8,10 +8,12 @@ provider's official SDK and returns an OpenAI-shaped answer. It raises only
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
 
+from spine.providers.convert import text_chunk
 from spine.registry.schema import ModelEntry, ProviderKind, Timeouts
 from spine.schemas.openai import (
     ChatCompletion,
@@ -57,7 +59,7 @@ class ChatProvider(ABC):
 
     def chat_stream(
         self, target: Target, request: ChatCompletionRequest
-    ) -> AsyncIterator[dict[str, Any]]:
+    ) -> AsyncGenerator[dict[str, Any], None]:
         """OpenAI `chat.completion.chunk` dicts; the last one has no choices and carries
         the usage (always requested upstream, whether or not the client asked).
         Upstream failures raise `spine.errors` exceptions from the iterator, before the
@@ -66,15 +68,7 @@ class ChatProvider(ABC):
 
     async def complete(self, target: Target, request: CompletionRequest) -> TextCompletion:
         """Text completion. Chat-only providers answer it as one user turn."""
-        chat_request = ChatCompletionRequest.model_validate(
-            {
-                **request.model_dump(
-                    exclude_none=True, exclude={"prompt", "suffix", "echo", "best_of", "logprobs"}
-                ),
-                "messages": [ChatMessage(role="user", content=request.prompt_text())],
-            }
-        )
-        answer = await self.chat(target, chat_request)
+        answer = await self.chat(target, as_chat_request(request))
         choice = answer.choices[0]
         return TextCompletion(
             id=answer.id.replace("chatcmpl", "cmpl", 1),
@@ -88,5 +82,29 @@ class ChatProvider(ABC):
             usage=answer.usage,
         )
 
+    async def complete_stream(
+        self, target: Target, request: CompletionRequest
+    ) -> AsyncGenerator[dict[str, Any], None]:
+        """`text_completion` stream chunks, the last one with no choices and the usage.
+        Chat-only providers stream the answer to one user turn."""
+        chat_stream = self.chat_stream(target, as_chat_request(request))
+        async with aclosing(chat_stream) as chunks:
+            async for chunk in chunks:
+                converted = text_chunk(chunk)
+                if converted is not None:
+                    yield converted
+
     async def aclose(self) -> None:  # noqa: B027 - optional hook
         """Release pooled connections (tests, shutdown)."""
+
+
+def as_chat_request(request: CompletionRequest) -> ChatCompletionRequest:
+    """A text completion request as one user turn, for chat-only providers."""
+    return ChatCompletionRequest.model_validate(
+        {
+            **request.model_dump(
+                exclude_none=True, exclude={"prompt", "suffix", "echo", "best_of", "logprobs"}
+            ),
+            "messages": [ChatMessage(role="user", content=request.prompt_text())],
+        }
+    )

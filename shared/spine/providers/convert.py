@@ -126,3 +126,33 @@ class ChunkWriter:
 
     def usage(self, usage: Usage) -> dict[str, Any]:
         return self._chunk([], usage)
+
+
+def text_chunk(chat_chunk: dict[str, Any]) -> dict[str, Any] | None:
+    """The `text_completion` stream chunk for a `chat.completion.chunk` (a chat-only
+    provider answering `/v1/completions`); None for a chunk with nothing to say, such
+    as the opening role-only delta."""
+    choices = []
+    for choice in chat_chunk.get("choices") or []:
+        text = (choice.get("delta") or {}).get("content") or ""
+        if not text and choice.get("finish_reason") is None:
+            continue
+        choices.append(
+            {
+                "index": choice.get("index", 0),
+                "text": text,
+                "logprobs": None,
+                "finish_reason": choice.get("finish_reason"),
+            }
+        )
+    if not choices and chat_chunk.get("usage") is None:
+        return None
+    return {
+        "id": str(chat_chunk.get("id", "")).replace("chatcmpl", "cmpl", 1),
+        "object": "text_completion",
+        "created": chat_chunk.get("created", int(time.time())),
+        "model": chat_chunk.get("model", ""),
+        "system_fingerprint": chat_chunk.get("system_fingerprint"),
+        "choices": choices,
+        "usage": chat_chunk.get("usage"),
+    }

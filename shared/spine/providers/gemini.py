@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import aclosing
 from typing import Any
 
 import httpx2
@@ -97,7 +98,7 @@ class GeminiProvider(ChatProvider):
 
     async def chat_stream(
         self, target: Target, request: ChatCompletionRequest
-    ) -> AsyncIterator[dict[str, Any]]:
+    ) -> AsyncGenerator[dict[str, Any], None]:
         client = self._client(target)
         contents, system = mapping.to_contents(request.messages)
         config = mapping.to_config(request, system)
@@ -142,8 +143,9 @@ class GeminiProvider(ChatProvider):
             yield writer.finish(reason)
             yield writer.usage(usage)
 
-        async for item in guard_stream(_PROVIDER, target.timeouts, chunks()):
-            yield item
+        async with aclosing(guard_stream(_PROVIDER, target.timeouts, chunks())) as items:
+            async for item in items:
+                yield item
 
     async def aclose(self) -> None:
         await self._clients.aclose()

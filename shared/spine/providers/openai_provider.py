@@ -9,7 +9,8 @@ server may receive (llama.cpp samplers go only to llama.cpp-style servers, throu
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import aclosing
 from typing import Any
 
 import openai
@@ -164,7 +165,7 @@ class OpenAIProvider(ChatProvider):
 
     async def chat_stream(
         self, target: Target, request: ChatCompletionRequest
-    ) -> AsyncIterator[dict[str, Any]]:
+    ) -> AsyncGenerator[dict[str, Any], None]:
         client = self._client(target)
         params = self._chat_params(target, request)
         # Always ask for usage: the ledger needs it whether or not the client asked.
@@ -179,8 +180,16 @@ class OpenAIProvider(ChatProvider):
             except (openai.OpenAIError, json.JSONDecodeError) as exc:
                 raise self._map_error(exc) from exc
 
-        async for item in guard_stream(self.kind.value, target.timeouts, chunks()):
-            yield item
+        async with aclosing(guard_stream(self.kind.value, target.timeouts, chunks())) as items:
+            async for item in items:
+                yield item
+
+    def _completion_params(self, target: Target, request: CompletionRequest) -> dict[str, Any]:
+        params, extra_body = self._split_params(request.model_dump(exclude_none=True))
+        params.update(model=target.model, prompt=request.prompt)
+        if extra_body:
+            params["extra_body"] = extra_body
+        return params
 
     async def complete(self, target: Target, request: CompletionRequest) -> TextCompletion:
         """Native `/v1/completions` on compatible servers (llama-server has it); OpenAI's
@@ -188,10 +197,7 @@ class OpenAIProvider(ChatProvider):
         if not self.compatible:
             return await super().complete(target, request)
         client = self._client(target)
-        params, extra_body = self._split_params(request.model_dump(exclude_none=True))
-        params.update(model=target.model, prompt=request.prompt)
-        if extra_body:
-            params["extra_body"] = extra_body
+        params = self._completion_params(target, request)
         try:
             raw = await within_deadline(
                 self.kind.value, target.timeouts.total, client.completions.create(**params)
@@ -199,6 +205,31 @@ class OpenAIProvider(ChatProvider):
             return self._text_completion(raw)
         except (openai.OpenAIError, json.JSONDecodeError) as exc:
             raise self._map_error(exc) from exc
+
+    async def complete_stream(
+        self, target: Target, request: CompletionRequest
+    ) -> AsyncGenerator[dict[str, Any], None]:
+        if not self.compatible:
+            async with aclosing(super().complete_stream(target, request)) as inherited:
+                async for item in inherited:
+                    yield item
+            return
+        client = self._client(target)
+        params = self._completion_params(target, request)
+        params.update(stream=True, stream_options={"include_usage": True})
+
+        async def chunks() -> AsyncIterator[dict[str, Any]]:
+            try:
+                stream = await client.completions.create(**params)
+                async with stream:
+                    async for chunk in stream:
+                        yield self._text_chunk(chunk)
+            except (openai.OpenAIError, json.JSONDecodeError) as exc:
+                raise self._map_error(exc) from exc
+
+        async with aclosing(guard_stream(self.kind.value, target.timeouts, chunks())) as items:
+            async for item in items:
+                yield item
 
     async def aclose(self) -> None:
         await self._clients.aclose()
@@ -288,6 +319,27 @@ class OpenAIProvider(ChatProvider):
             "model": chunk.model,
             "system_fingerprint": chunk.system_fingerprint,
             "choices": choices,
+            "usage": normalize_usage(chunk.usage).model_dump() if chunk.usage else None,
+        }
+
+    def _text_chunk(self, chunk: SdkCompletion) -> dict[str, Any]:
+        return {
+            "id": chunk.id,
+            "object": "text_completion",
+            "created": chunk.created,
+            "model": chunk.model,
+            "system_fingerprint": chunk.system_fingerprint,
+            "choices": [
+                {
+                    "index": choice.index,
+                    "text": choice.text or "",
+                    "logprobs": None,
+                    "finish_reason": (
+                        _finish_reason(choice.finish_reason) if choice.finish_reason else None
+                    ),
+                }
+                for choice in chunk.choices or []
+            ],
             "usage": normalize_usage(chunk.usage).model_dump() if chunk.usage else None,
         }
 

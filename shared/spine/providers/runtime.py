@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Hashable
 from typing import Generic, TypeVar
 
 from spine.providers.errors import upstream_timeout
@@ -64,7 +64,7 @@ async def within_deadline(provider: str, seconds: float, call: Awaitable[ItemT])
 
 async def guard_stream(
     provider: str, timeouts: Timeouts, source: AsyncIterator[ItemT]
-) -> AsyncIterator[ItemT]:
+) -> AsyncGenerator[ItemT, None]:
     """Re-yield `source` under two deadlines: `first_token` (falls back to `total`) for
     the first item, which includes connecting, and `total` for the whole stream."""
     loop = asyncio.get_running_loop()

@@ -111,6 +111,15 @@ async def delete_usage_before(conn: Connection, cutoff: datetime, *, batch_size:
             return total
 
 
+async def count_usage_before(conn: Connection, cutoff: datetime) -> int:
+    """How many rows `delete_usage_before(cutoff)` would delete (BRIN-served)."""
+    cur = await conn.execute(
+        "SELECT count(*) FROM usage_events WHERE created_at < %(cutoff)s", {"cutoff": cutoff}
+    )
+    row = await cur.fetchone()
+    return int(row[0]) if row else 0
+
+
 def _uuid_or_none(value: str | uuid.UUID | None) -> uuid.UUID | None:
     if value is None or isinstance(value, uuid.UUID):
         return value

@@ -6,9 +6,10 @@ charged); it is logged and counted as a metric so an operator sees the gap.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Protocol
+from typing import Any, Protocol
 
 from spine.auth.principal import Principal
 from spine.errors import SpineError
@@ -32,6 +33,9 @@ class UsageEntry:
     latency_ms: float
     error: SpineError | None = None
     cache_hit: bool = False
+    prompt_version_id: str | None = None  # the prompt version that ran, if any
+    # Extra facts about the call, e.g. {"usage_estimated": true} for a cut stream.
+    metadata: Mapping[str, Any] = field(default_factory=dict)
 
 
 class UsageRecorder(Protocol):
@@ -64,6 +68,8 @@ class PostgresUsageRecorder:
             cost_usd=entry.cost_usd,
             latency_ms=round(entry.latency_ms, 3),
             cache_hit=entry.cache_hit,
+            prompt_version_id=entry.prompt_version_id,
+            metadata=entry.metadata,
         )
         try:
             conn = await db.connection()

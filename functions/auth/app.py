@@ -1,0 +1,7 @@
+"""Lambda entry of the `auth` function: builds its app from the shared layer."""
+
+from spine.api.functions import auth_app
+from spine.api.handler import make_handler
+
+app = auth_app()
+handler = make_handler(app)

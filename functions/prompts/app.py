@@ -1,0 +1,7 @@
+"""Lambda entry of the `prompts` function: builds its app from the shared layer."""
+
+from spine.api.functions import prompts_app
+from spine.api.handler import make_handler
+
+app = prompts_app()
+handler = make_handler(app)

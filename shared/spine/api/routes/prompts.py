@@ -1,0 +1,295 @@
+"""The prompt API: prompts, immutable versions, labels, render and execute-prompt.
+
+Handlers are thin: parse (after authentication), call `spine.prompts.service`, shape
+the response. Writes need the `prompts:write` scope (or `admin`); reads need only
+ownership, which the service enforces (another principal's prompt is a 404).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
+
+from spine.api.body import parse_body
+from spine.api.deps import CallContextDep, PrincipalDep, require_scope
+from spine.api.routes.chat import call_headers
+from spine.auth.principal import Principal
+from spine.errors import InvalidRequestError
+from spine.prompts import service
+from spine.schemas.prompts import (
+    LABEL_PATTERN,
+    MAX_VERSION,
+    ExecutePromptRequest,
+    LabelRequest,
+    PromptCreate,
+    PromptUpdate,
+    RenderRequest,
+    RollbackRequest,
+)
+from spine.storage.prompts import PromptRow, PromptVersionRow
+
+router = APIRouter()
+
+WRITE_SCOPE = "prompts:write"
+DEFAULT_PAGE = 20
+MAX_PAGE = 100
+
+
+# Writes need the scope (admin holds every scope); reads need only ownership.
+WriterDep = Annotated[Principal, Depends(require_scope(WRITE_SCOPE))]
+
+
+# --- prompts ------------------------------------------------------------------------
+
+
+@router.post("/v1/prompts", status_code=201)
+async def create_prompt(request: Request, principal: WriterDep) -> dict[str, Any]:
+    body = await parse_body(request, PromptCreate)
+    return prompt_object(await service.create_prompt(principal, body))
+
+
+@router.get("/v1/prompts")
+async def list_prompts(request: Request, principal: PrincipalDep) -> dict[str, Any]:
+    query = _query(request, {"limit", "after"})
+    rows, has_more = await service.list_prompts(
+        principal, limit=_limit(query), after=query.get("after")
+    )
+    return _page([prompt_summary(row) for row in rows], has_more)
+
+
+@router.get("/v1/prompts/{ref}")
+async def get_prompt(ref: str, request: Request, principal: PrincipalDep) -> dict[str, Any]:
+    query = _query(request, {"version", "label"})
+    version = _version_number(query["version"]) if "version" in query else None
+    label = _label(query["label"]) if "label" in query else None
+    if version is not None and label is not None:
+        raise InvalidRequestError("Send 'version' or 'label', not both.", param="label")
+    return prompt_object(await service.get_prompt(principal, ref, version=version, label=label))
+
+
+@router.patch("/v1/prompts/{ref}")
+async def update_prompt(ref: str, request: Request, principal: WriterDep) -> dict[str, Any]:
+    body = await parse_body(request, PromptUpdate)
+    view, created = await service.update_prompt(principal, ref, body)
+    return {**prompt_object(view), "version_created": created}
+
+
+@router.delete("/v1/prompts/{ref}")
+async def delete_prompt(ref: str, principal: WriterDep) -> dict[str, Any]:
+    prompt_id = await service.delete_prompt(principal, ref)
+    return {"id": str(prompt_id), "object": "prompt.deleted", "deleted": True}
+
+
+# --- versions -----------------------------------------------------------------------
+
+
+@router.get("/v1/prompts/{ref}/versions")
+async def list_versions(ref: str, request: Request, principal: PrincipalDep) -> dict[str, Any]:
+    query = _query(request, {"limit", "after"})
+    # Newest first, so "after" a version means older ones: numbers below it.
+    before = _version_number(query["after"], param="after") if "after" in query else None
+    _, rows, has_more = await service.list_versions(
+        principal, ref, limit=_limit(query), before=before
+    )
+    data = [version_object(row) for row in rows]
+    page = _page(data, has_more)
+    page["first_id"] = rows[0].version if rows else None
+    page["last_id"] = rows[-1].version if rows else None
+    return page
+
+
+@router.get("/v1/prompts/{ref}/versions/{number}")
+async def get_version(ref: str, number: str, principal: PrincipalDep) -> dict[str, Any]:
+    return version_object(await service.get_version(principal, ref, _version_number(number)))
+
+
+@router.post("/v1/prompts/{ref}/rollback")
+async def rollback(ref: str, request: Request, principal: WriterDep) -> dict[str, Any]:
+    body = await parse_body(request, RollbackRequest)
+    view, created = await service.rollback(principal, ref, body.version)
+    return {**prompt_object(view), "version_created": created}
+
+
+# --- labels -------------------------------------------------------------------------
+
+
+@router.put("/v1/prompts/{ref}/labels/{label}")
+async def set_label(ref: str, label: str, request: Request, principal: WriterDep) -> dict[str, Any]:
+    checked = _label(label)
+    body = await parse_body(request, LabelRequest)
+    view = await service.set_label(principal, ref, checked, body.version)
+    return {
+        "object": "prompt.label",
+        "prompt_id": str(view.prompt.id),
+        "label": checked,
+        "version": body.version,
+        "labels": view.labels,
+    }
+
+
+@router.delete("/v1/prompts/{ref}/labels/{label}")
+async def delete_label(ref: str, label: str, principal: WriterDep) -> dict[str, Any]:
+    checked = _label(label)
+    prompt = await service.delete_label(principal, ref, checked)
+    return {
+        "object": "prompt.label.deleted",
+        "prompt_id": str(prompt.id),
+        "label": checked,
+        "deleted": True,
+    }
+
+
+# --- render and execute -------------------------------------------------------------
+
+
+@router.post("/v1/prompts/{ref}/render")
+async def render(ref: str, request: Request, principal: PrincipalDep) -> dict[str, Any]:
+    body = await parse_body(request, RenderRequest)
+    rendered = await service.render_prompt(
+        principal, ref, body.variables, version=body.version, label=body.label
+    )
+    return {
+        "object": "prompt.rendered",
+        "prompt_id": str(rendered.prompt.id),
+        "version": rendered.version.version,
+        "version_id": str(rendered.version.id),
+        "text": rendered.text,
+        "messages": [{"role": "user", "content": rendered.text}],
+    }
+
+
+@router.post("/v1/execute-prompt")
+async def execute_prompt(request: Request, ctx: CallContextDep) -> JSONResponse:
+    body = await parse_body(request, ExecutePromptRequest)
+    response, result, rendered = await service.execute_prompt(body, ctx)
+    content = response.model_dump(mode="json")
+    content["prompt"] = {
+        "id": str(rendered.prompt.id),
+        "slug": rendered.prompt.slug,
+        "version": rendered.version.version,
+        "version_id": str(rendered.version.id),
+    }
+    headers = call_headers(result) | {"x-spine-prompt-version-id": str(rendered.version.id)}
+    return JSONResponse(content, headers=headers)
+
+
+# --- response shapes (API objects, mapped explicitly from rows) ---------------------
+
+
+def prompt_summary(row: PromptRow) -> dict[str, Any]:
+    return {
+        "id": str(row.id),
+        "object": "prompt",
+        "slug": row.slug,
+        "name": row.name,
+        "description": row.description,
+        "latest_version": row.latest_version,
+        "created_at": _epoch(row.created_at),
+        "updated_at": _epoch(row.updated_at),
+    }
+
+
+def prompt_object(view: service.PromptView) -> dict[str, Any]:
+    return {
+        **prompt_summary(view.prompt),
+        "labels": view.labels,
+        "version": version_object(view.version),
+    }
+
+
+def version_object(row: PromptVersionRow) -> dict[str, Any]:
+    return {
+        "id": str(row.id),
+        "object": "prompt.version",
+        "prompt_id": str(row.prompt_id),
+        "version": row.version,
+        "template": row.template,
+        "variables": row.variables,
+        "model": row.model,
+        "parameters": row.parameters,
+        "content_hash": row.content_hash,
+        "rolled_back_from": row.rolled_back_from,
+        "created_by": row.created_by,
+        "created_at": _epoch(row.created_at),
+    }
+
+
+# --- query and path parameters ------------------------------------------------------
+
+
+def _query(request: Request, allowed: Iterable[str]) -> dict[str, str]:
+    """The query parameters, each at most once and each one known (else 400)."""
+    allowed = set(allowed)
+    values: dict[str, str] = {}
+    for name, value in request.query_params.multi_items():
+        if name not in allowed:
+            raise InvalidRequestError(
+                f"Unrecognized query parameter: {name}", param=name, code="unknown_parameter"
+            )
+        if name in values:
+            raise InvalidRequestError(f"Query parameter '{name}' given twice.", param=name)
+        values[name] = value
+    return values
+
+
+def _limit(query: dict[str, str]) -> int:
+    raw = query.get("limit")
+    if raw is None:
+        return DEFAULT_PAGE
+    value = _small_int(raw)
+    if value is None or not 1 <= value <= MAX_PAGE:
+        raise InvalidRequestError(
+            f"'limit' must be an integer from 1 to {MAX_PAGE}, got '{raw[:32]}'.",
+            param="limit",
+            code="invalid_value",
+        )
+    return value
+
+
+def _version_number(raw: str, *, param: str = "version") -> int:
+    value = _small_int(raw)
+    if value is None or not 1 <= value <= MAX_VERSION:
+        raise InvalidRequestError(
+            f"'{param}' must be a version number (an integer from 1), got '{raw[:32]}'.",
+            param=param,
+            code="invalid_value",
+        )
+    return value
+
+
+def _small_int(raw: str) -> int | None:
+    """A plain ASCII decimal of at most 10 digits, else None ('²' is a digit to
+    str.isdigit, and int() refuses thousands of digits)."""
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 10:
+        return None
+    return int(raw)
+
+
+def _label(raw: str) -> str:
+    if re.fullmatch(LABEL_PATTERN, raw) is None:
+        raise InvalidRequestError(
+            "Invalid label: use lowercase letters, digits, '.', '-' and '_' "
+            "(at most 64 characters).",
+            param="label",
+            code="invalid_value",
+        )
+    return raw
+
+
+def _page(data: list[dict[str, Any]], has_more: bool) -> dict[str, Any]:
+    return {
+        "object": "list",
+        "data": data,
+        "first_id": data[0]["id"] if data else None,
+        "last_id": data[-1]["id"] if data else None,
+        "has_more": has_more,
+    }
+
+
+def _epoch(moment: datetime) -> int:
+    return int(moment.timestamp())

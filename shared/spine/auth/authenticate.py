@@ -1,0 +1,51 @@
+"""Authenticate a bearer credential into a Principal: an API key or a JWT.
+
+Kept free of heavy imports: the API-key path and the JWT path (PyJWT, the JWKS
+client) are imported by the first request that needs them.
+"""
+
+from __future__ import annotations
+
+from spine.auth.principal import Principal
+from spine.errors import AuthenticationError
+from spine.settings import Settings
+
+_MISSING = (
+    "You didn't provide an API key. You need to provide your API key in an Authorization "
+    "header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY)."
+)
+
+
+def bearer_token(authorization: str | None) -> str:
+    if not authorization:
+        raise AuthenticationError(_MISSING, code="missing_api_key")
+    scheme, _, token = authorization.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise AuthenticationError(_MISSING, code="missing_api_key")
+    return token
+
+
+def looks_like_jwt(token: str) -> bool:
+    """Three dot-separated parts (JWS compact form); whether they hold a valid token
+    is for the verifier to say, so a damaged JWT is reported as such."""
+    return token.count(".") == 2
+
+
+def redacted(token: str) -> str:
+    return token[:12] + "…" if len(token) > 16 else "…"
+
+
+async def authenticate(authorization: str | None, settings: Settings) -> Principal:
+    """Spine API keys (by their prefix) are looked up; JWTs are verified; anything
+    else is refused with OpenAI's "Incorrect API key" 401."""
+    token = bearer_token(authorization)
+    if token.startswith(settings.auth.api_key_prefix):
+        from spine.auth.api_keys import authenticate_api_key
+
+        return await authenticate_api_key(token)
+    if looks_like_jwt(token):
+        from spine.auth.jwt import verify_jwt
+
+        return await verify_jwt(token, settings)
+    raise AuthenticationError(f"Incorrect API key provided: {redacted(token)}.")

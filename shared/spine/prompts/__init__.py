@@ -1,0 +1,1 @@
+"""Prompts with immutable versions, labels and a small, safe template language."""

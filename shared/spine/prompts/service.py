@@ -1,0 +1,349 @@
+"""Prompt operations for one principal: create, read, version, label, render, run.
+
+Ownership: every lookup is scoped by the caller's tenant and subject (in SQL, see
+`spine.storage.prompts`), so another principal's prompt is "not found", never
+"forbidden": its existence is not revealed. Write permission (a scope) is the HTTP
+layer's business; this module trusts its caller on that.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+from pydantic import ValidationError
+
+from spine.auth.principal import Principal
+from spine.chat.service import CallContext, CallResult, create_chat_completion
+from spine.errors import InvalidRequestError, NotFoundError
+from spine.prompts.templates import PromptContent, declare, redeclare, render, variables_of
+from spine.schemas.openai import ChatCompletion, ChatCompletionRequest
+from spine.schemas.prompts import (
+    LATEST_LABEL,
+    SLUG_PATTERN,
+    ExecutePromptRequest,
+    PromptCreate,
+    PromptUpdate,
+)
+from spine.storage import db
+from spine.storage import prompts as store
+from spine.storage.prompts import Owner, PromptRow, PromptVersionRow
+
+# Chat request fields a prompt's parameters may not set: execute-prompt supplies
+# them (model, messages) or does not support them (streaming, sessions).
+_RESERVED_PARAMETERS = ("model", "messages", "stream", "stream_options", "session_id")
+_SLUG_OR_ID = "prompt_id"
+
+
+@dataclass(frozen=True)
+class PromptView:
+    """A prompt with one of its versions (the newest unless asked otherwise)."""
+
+    prompt: PromptRow
+    version: PromptVersionRow
+    labels: dict[str, int]
+
+
+@dataclass(frozen=True)
+class Rendered:
+    prompt: PromptRow
+    version: PromptVersionRow
+    text: str
+
+
+def owner_of(principal: Principal) -> Owner:
+    return Owner(tenant=principal.tenant or "", subject=principal.subject)
+
+
+async def create_prompt(principal: Principal, body: PromptCreate) -> PromptView:
+    content = _content(body)
+    conn = await db.connection()
+    prompt, version = await store.create_prompt(
+        conn,
+        owner_of(principal),
+        slug=body.slug,
+        name=body.name if body.name is not None else body.slug,
+        description=body.description,
+        content=content,
+    )
+    return PromptView(prompt, version, {})
+
+
+async def list_prompts(
+    principal: Principal, *, limit: int, after: str | None
+) -> tuple[list[PromptRow], bool]:
+    """A page of the caller's prompts, newest first, and whether more follow."""
+    owner = owner_of(principal)
+    conn = await db.connection()
+    cursor = None
+    if after is not None:
+        cursor = _parse_uuid(after, param="after")
+        if await store.get_prompt(conn, owner, prompt_id=cursor) is None:
+            raise InvalidRequestError(
+                f"'after' is not one of your prompts: {after}", param="after", code="invalid_cursor"
+            )
+    rows = await store.list_prompts(conn, owner, limit=limit + 1, after=cursor)
+    return rows[:limit], len(rows) > limit
+
+
+async def find_prompt(principal: Principal, ref: str) -> PromptRow:
+    """The caller's prompt named by id or slug; 404 for anyone else's."""
+    conn = await db.connection()
+    owner = owner_of(principal)
+    prompt_id = _as_uuid(ref)
+    if prompt_id is not None:
+        prompt = await store.get_prompt(conn, owner, prompt_id=prompt_id)
+    else:
+        prompt = await store.get_prompt(conn, owner, slug=_checked_slug(ref))
+    if prompt is None:
+        raise NotFoundError(f"No prompt found with id or slug '{ref}'.", param=_SLUG_OR_ID)
+    return prompt
+
+
+async def get_prompt(
+    principal: Principal, ref: str, *, version: int | None = None, label: str | None = None
+) -> PromptView:
+    prompt = await find_prompt(principal, ref)
+    conn = await db.connection()
+    chosen = await _resolve_version(conn, prompt, version=version, label=label)
+    return PromptView(prompt, chosen, await store.labels(conn, prompt.id))
+
+
+async def update_prompt(
+    principal: Principal, ref: str, body: PromptUpdate
+) -> tuple[PromptView, bool]:
+    """Apply metadata edits; append a version only if the content changed. Returns
+    the prompt with its newest version and whether a version was created."""
+    prompt = await find_prompt(principal, ref)
+    owner = owner_of(principal)
+    conn = await db.connection()
+    metadata = {"slug", "name", "description"} & body.model_fields_set
+    if metadata:
+        updated = await store.update_metadata(
+            conn,
+            owner,
+            prompt.id,
+            slug=body.slug,
+            name=body.name,
+            description=body.description,
+        )
+        if updated is None:
+            raise NotFoundError(f"No prompt found with id or slug '{ref}'.", param=_SLUG_OR_ID)
+        prompt = updated
+    latest = await _version_or_404(conn, prompt, prompt.latest_version)
+    created = False
+    if body.changes_content():
+        content = _updated_content(latest.content(), body)
+        prompt, latest, created = await store.add_version_if_changed(
+            conn, prompt, content, created_by=principal.subject
+        )
+    return PromptView(prompt, latest, await store.labels(conn, prompt.id)), created
+
+
+async def delete_prompt(principal: Principal, ref: str) -> uuid.UUID:
+    prompt = await find_prompt(principal, ref)
+    conn = await db.connection()
+    if not await store.delete_prompt(conn, owner_of(principal), prompt.id):
+        raise NotFoundError(f"No prompt found with id or slug '{ref}'.", param=_SLUG_OR_ID)
+    return prompt.id
+
+
+async def list_versions(
+    principal: Principal, ref: str, *, limit: int, before: int | None
+) -> tuple[PromptRow, list[PromptVersionRow], bool]:
+    prompt = await find_prompt(principal, ref)
+    conn = await db.connection()
+    rows = await store.list_versions(conn, prompt.id, limit=limit + 1, before=before)
+    return prompt, rows[:limit], len(rows) > limit
+
+
+async def get_version(principal: Principal, ref: str, number: int) -> PromptVersionRow:
+    prompt = await find_prompt(principal, ref)
+    return await _version_or_404(await db.connection(), prompt, number)
+
+
+async def rollback(principal: Principal, ref: str, number: int) -> tuple[PromptView, bool]:
+    """Make version `number`'s content the newest again by appending a copy of it
+    (history stays append-only). Nothing is appended when the newest version
+    already has that content."""
+    prompt = await find_prompt(principal, ref)
+    conn = await db.connection()
+    target = await _version_or_404(conn, prompt, number)
+    prompt, latest, created = await store.add_version_if_changed(
+        conn, prompt, target.content(), created_by=principal.subject, rolled_back_from=number
+    )
+    return PromptView(prompt, latest, await store.labels(conn, prompt.id)), created
+
+
+async def set_label(principal: Principal, ref: str, label: str, number: int) -> PromptView:
+    if label == LATEST_LABEL:
+        raise InvalidRequestError(
+            f"'{LATEST_LABEL}' always means the newest version and cannot be set.",
+            param="label",
+            code="reserved_label",
+        )
+    prompt = await find_prompt(principal, ref)
+    conn = await db.connection()
+    version = await _version_or_404(conn, prompt, number)
+    await store.set_label(conn, prompt.id, label, number, updated_by=principal.subject)
+    return PromptView(prompt, version, await store.labels(conn, prompt.id))
+
+
+async def delete_label(principal: Principal, ref: str, label: str) -> PromptRow:
+    prompt = await find_prompt(principal, ref)
+    if not await store.delete_label(await db.connection(), prompt.id, label):
+        raise NotFoundError(f"Prompt '{ref}' has no label '{label}'.", param="label")
+    return prompt
+
+
+async def render_prompt(
+    principal: Principal,
+    ref: str,
+    values: Mapping[str, Any],
+    *,
+    version: int | None = None,
+    label: str | None = None,
+) -> Rendered:
+    prompt = await find_prompt(principal, ref)
+    conn = await db.connection()
+    chosen = await _resolve_version(conn, prompt, version=version, label=label)
+    return Rendered(prompt, chosen, render(chosen.content(), values))
+
+
+async def execute_prompt(
+    body: ExecutePromptRequest, ctx: CallContext
+) -> tuple[ChatCompletion, CallResult, Rendered]:
+    """Render the prompt and send it as one user message through the chat service;
+    the usage row records the version that ran."""
+    rendered = await render_prompt(
+        ctx.principal, body.prompt, body.variables, version=body.version, label=body.label
+    )
+    version = rendered.version
+    model = body.model or version.model
+    if model is None:
+        raise InvalidRequestError(
+            "Missing required parameter: 'model' (this prompt version has no default model).",
+            param="model",
+            code="missing_required_parameter",
+        )
+    _check_parameter_names(body.parameters)
+    request = _chat_request(
+        {**version.parameters, **body.parameters},
+        model=model,
+        messages=[{"role": "user", "content": rendered.text}],
+    )
+    run_ctx = replace(ctx, prompt_version_id=str(version.id))
+    response, result = await create_chat_completion(request, run_ctx)
+    return response, result, rendered
+
+
+# --- helpers ------------------------------------------------------------------------
+
+
+def _content(body: PromptCreate) -> PromptContent:
+    variables = declare(body.template, variables_of(body.variables))
+    parameters = dict(body.parameters)
+    check_parameters(parameters)
+    return PromptContent(body.template, variables, body.model, parameters)
+
+
+def _updated_content(previous: PromptContent, body: PromptUpdate) -> PromptContent:
+    fields = body.model_fields_set
+    template = body.template if body.template is not None else previous.template
+    if body.variables is not None:
+        variables = declare(template, variables_of(body.variables))
+    else:
+        variables = redeclare(template, previous.variables)
+    model = body.model if "model" in fields else previous.model
+    parameters = (
+        dict(body.parameters)
+        if "parameters" in fields and body.parameters is not None
+        else dict(previous.parameters)
+    )
+    check_parameters(parameters)
+    return PromptContent(template, variables, model, parameters)
+
+
+def check_parameters(parameters: Mapping[str, Any]) -> None:
+    """The parameters must be valid fields of a chat request (400 naming the first
+    bad one), so a bad default fails when it is stored, not when it runs."""
+    _check_parameter_names(parameters)
+    _chat_request(parameters, model="prompt-check", messages=[{"role": "user", "content": "x"}])
+
+
+def _check_parameter_names(parameters: Mapping[str, Any]) -> None:
+    for name in parameters:
+        if name in _RESERVED_PARAMETERS:
+            raise InvalidRequestError(
+                f"'{name}' cannot be a prompt parameter.",
+                param=f"parameters.{name}",
+                code="unsupported_parameter",
+            )
+
+
+def _chat_request(
+    parameters: Mapping[str, Any], *, model: str, messages: list[dict[str, str]]
+) -> ChatCompletionRequest:
+    try:
+        return ChatCompletionRequest.model_validate(
+            {**parameters, "model": model, "messages": messages}
+        )
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        loc = ".".join(str(part) for part in first["loc"])
+        where = loc if loc in ("model", "messages") or loc.startswith("messages.") else None
+        param = where or f"parameters.{loc}"
+        message = str(first["msg"]).removeprefix("Value error, ")
+        if first["type"] == "extra_forbidden":
+            message = "not a chat completion parameter"
+        raise InvalidRequestError(
+            f"Invalid value for '{param}': {message}", param=param, code="invalid_value"
+        ) from exc
+
+
+async def _resolve_version(
+    conn: db.Connection, prompt: PromptRow, *, version: int | None, label: str | None
+) -> PromptVersionRow:
+    if version is not None:
+        return await _version_or_404(conn, prompt, version)
+    if label is not None and label != LATEST_LABEL:
+        number = await store.label_version(conn, prompt.id, label)
+        if number is None:
+            raise NotFoundError(f"Prompt '{prompt.slug}' has no label '{label}'.", param="label")
+        return await _version_or_404(conn, prompt, number)
+    return await _version_or_404(conn, prompt, prompt.latest_version)
+
+
+async def _version_or_404(conn: db.Connection, prompt: PromptRow, number: int) -> PromptVersionRow:
+    row = await store.get_version(conn, prompt.id, number)
+    if row is None:
+        raise NotFoundError(f"Prompt '{prompt.slug}' has no version {number}.", param="version")
+    return row
+
+
+def _as_uuid(ref: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(ref)
+    except ValueError:
+        return None
+
+
+def _parse_uuid(value: str, *, param: str) -> uuid.UUID:
+    parsed = _as_uuid(value)
+    if parsed is None:
+        raise InvalidRequestError(f"'{param}' must be a prompt id (UUID).", param=param)
+    return parsed
+
+
+def _checked_slug(ref: str) -> str:
+    if re.fullmatch(SLUG_PATTERN, ref) is None:
+        raise InvalidRequestError(
+            "Invalid prompt id or slug: expected a UUID or a slug of lowercase letters, "
+            "digits, '-' and '_' (at most 128 characters).",
+            param=_SLUG_OR_ID,
+            code="invalid_id",
+        )
+    return ref

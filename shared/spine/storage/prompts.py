@@ -1,0 +1,373 @@
+"""Prompts, their immutable versions and labels in Postgres.
+
+Every read and write is scoped by `Owner` (tenant and principal) in the SQL itself:
+another principal's prompt is never loaded, so it cannot leak through a code path
+that forgets a check. Statements are complete and parameterized; nothing is built
+from strings.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg.rows import class_row
+from psycopg.types.json import Jsonb
+
+from spine.errors import ConflictError, NotFoundError
+from spine.prompts.templates import PromptContent, Variable
+from spine.storage.db import Connection
+
+_INSERT_PROMPT = """
+INSERT INTO prompts (tenant, owner, slug, name, description)
+VALUES (%(tenant)s, %(owner)s, %(slug)s, %(name)s, %(description)s)
+RETURNING id, tenant, owner, slug, name, description, latest_version, created_at, updated_at
+"""
+
+_GET_BY_ID = """
+SELECT id, tenant, owner, slug, name, description, latest_version, created_at, updated_at
+FROM prompts
+WHERE id = %(id)s AND tenant = %(tenant)s AND owner = %(owner)s
+"""
+
+_GET_BY_SLUG = """
+SELECT id, tenant, owner, slug, name, description, latest_version, created_at, updated_at
+FROM prompts
+WHERE tenant = %(tenant)s AND owner = %(owner)s AND slug = %(slug)s
+"""
+
+# Keyset pagination, newest first: rows strictly after the cursor row. A cursor
+# that is not one of the caller's prompts yields no cursor row (checked apart).
+_LIST = """
+SELECT id, tenant, owner, slug, name, description, latest_version, created_at, updated_at
+FROM prompts
+WHERE tenant = %(tenant)s AND owner = %(owner)s
+  AND (%(after)s::uuid IS NULL OR (created_at, id) < (
+        SELECT created_at, id FROM prompts
+        WHERE id = %(after)s::uuid AND tenant = %(tenant)s AND owner = %(owner)s))
+ORDER BY created_at DESC, id DESC
+LIMIT %(limit)s
+"""
+
+_LOCK = "SELECT latest_version FROM prompts WHERE id = %(id)s FOR UPDATE"
+
+_UPDATE_META = """
+UPDATE prompts SET
+    slug = coalesce(%(slug)s, slug),
+    name = coalesce(%(name)s, name),
+    description = coalesce(%(description)s, description),
+    updated_at = clock_timestamp()
+WHERE id = %(id)s AND tenant = %(tenant)s AND owner = %(owner)s
+RETURNING id, tenant, owner, slug, name, description, latest_version, created_at, updated_at
+"""
+
+_BUMP = """
+UPDATE prompts SET latest_version = %(version)s, updated_at = clock_timestamp()
+WHERE id = %(id)s
+RETURNING id, tenant, owner, slug, name, description, latest_version, created_at, updated_at
+"""
+
+_INSERT_VERSION = """
+INSERT INTO prompt_versions (
+    prompt_id, version, template, variables, model, parameters, content_hash,
+    rolled_back_from, created_by
+) VALUES (
+    %(prompt_id)s, %(version)s, %(template)s, %(variables)s, %(model)s, %(parameters)s,
+    %(content_hash)s, %(rolled_back_from)s, %(created_by)s
+)
+RETURNING id, prompt_id, version, template, variables, model, parameters, content_hash,
+       rolled_back_from, created_by, created_at
+"""
+
+_GET_VERSION = """
+SELECT id, prompt_id, version, template, variables, model, parameters, content_hash,
+       rolled_back_from, created_by, created_at FROM prompt_versions
+WHERE prompt_id = %(prompt_id)s AND version = %(version)s
+"""
+
+_LIST_VERSIONS = """
+SELECT id, prompt_id, version, template, variables, model, parameters, content_hash,
+       rolled_back_from, created_by, created_at FROM prompt_versions
+WHERE prompt_id = %(prompt_id)s AND (%(before)s::integer IS NULL OR version < %(before)s)
+ORDER BY version DESC
+LIMIT %(limit)s
+"""
+
+_DELETE = """
+DELETE FROM prompts WHERE id = %(id)s AND tenant = %(tenant)s AND owner = %(owner)s
+RETURNING id
+"""
+
+_LABELS = "SELECT label, version FROM prompt_labels WHERE prompt_id = %(prompt_id)s ORDER BY label"
+
+_LABEL_VERSION = """
+SELECT version FROM prompt_labels WHERE prompt_id = %(prompt_id)s AND label = %(label)s
+"""
+
+_SET_LABEL = """
+INSERT INTO prompt_labels (prompt_id, label, version, updated_by)
+VALUES (%(prompt_id)s, %(label)s, %(version)s, %(updated_by)s)
+ON CONFLICT (prompt_id, label) DO UPDATE
+SET version = excluded.version, updated_by = excluded.updated_by,
+    updated_at = clock_timestamp()
+"""
+
+_DELETE_LABEL = """
+DELETE FROM prompt_labels WHERE prompt_id = %(prompt_id)s AND label = %(label)s
+RETURNING version
+"""
+
+
+@dataclass(frozen=True)
+class Owner:
+    """Whose prompts: a principal within a tenant ('' for none)."""
+
+    tenant: str
+    subject: str
+
+    def params(self) -> dict[str, str]:
+        return {"tenant": self.tenant, "owner": self.subject}
+
+
+@dataclass(frozen=True)
+class PromptRow:
+    id: uuid.UUID
+    tenant: str
+    owner: str
+    slug: str
+    name: str
+    description: str
+    latest_version: int
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class PromptVersionRow:
+    id: uuid.UUID
+    prompt_id: uuid.UUID
+    version: int
+    template: str
+    variables: list[dict[str, Any]]
+    model: str | None
+    parameters: dict[str, Any]
+    content_hash: str
+    rolled_back_from: int | None
+    created_by: str
+    created_at: datetime
+
+    def content(self) -> PromptContent:
+        return PromptContent(
+            template=self.template,
+            variables=tuple(Variable.from_json(v) for v in self.variables),
+            model=self.model,
+            parameters=dict(self.parameters),
+        )
+
+
+async def create_prompt(
+    conn: Connection,
+    owner: Owner,
+    *,
+    slug: str,
+    name: str,
+    description: str,
+    content: PromptContent,
+) -> tuple[PromptRow, PromptVersionRow]:
+    """The prompt and its version 1, in one transaction."""
+    async with conn.transaction():
+        async with conn.cursor(row_factory=class_row(PromptRow)) as cur:
+            try:
+                await cur.execute(
+                    _INSERT_PROMPT,
+                    {**owner.params(), "slug": slug, "name": name, "description": description},
+                )
+            except psycopg.errors.UniqueViolation as exc:
+                raise _slug_taken(slug) from exc
+            prompt = await cur.fetchone()
+        assert prompt is not None  # INSERT ... RETURNING
+        return await _append_version(conn, prompt.id, 1, content, created_by=owner.subject)
+
+
+async def get_prompt(
+    conn: Connection, owner: Owner, *, prompt_id: uuid.UUID | None = None, slug: str | None = None
+) -> PromptRow | None:
+    """The owner's prompt with this id (or slug), or None."""
+    async with conn.cursor(row_factory=class_row(PromptRow)) as cur:
+        if prompt_id is not None:
+            await cur.execute(_GET_BY_ID, {**owner.params(), "id": prompt_id})
+        else:
+            await cur.execute(_GET_BY_SLUG, {**owner.params(), "slug": slug})
+        return await cur.fetchone()
+
+
+async def list_prompts(
+    conn: Connection, owner: Owner, *, limit: int, after: uuid.UUID | None = None
+) -> list[PromptRow]:
+    """Up to `limit` of the owner's prompts, newest first, after the cursor."""
+    async with conn.cursor(row_factory=class_row(PromptRow)) as cur:
+        await cur.execute(_LIST, {**owner.params(), "after": after, "limit": limit})
+        return await cur.fetchall()
+
+
+async def update_metadata(
+    conn: Connection,
+    owner: Owner,
+    prompt_id: uuid.UUID,
+    *,
+    slug: str | None = None,
+    name: str | None = None,
+    description: str | None = None,
+) -> PromptRow | None:
+    """Change slug, name or description (None: keep); never touches versions."""
+    async with conn.cursor(row_factory=class_row(PromptRow)) as cur:
+        try:
+            await cur.execute(
+                _UPDATE_META,
+                {
+                    **owner.params(),
+                    "id": prompt_id,
+                    "slug": slug,
+                    "name": name,
+                    "description": description,
+                },
+            )
+        except psycopg.errors.UniqueViolation as exc:
+            raise _slug_taken(slug or "") from exc
+        return await cur.fetchone()
+
+
+async def add_version_if_changed(
+    conn: Connection,
+    prompt: PromptRow,
+    content: PromptContent,
+    *,
+    created_by: str,
+    rolled_back_from: int | None = None,
+) -> tuple[PromptRow, PromptVersionRow, bool]:
+    """Append a version with `content` unless the newest version already has it.
+
+    Holds the prompt row's lock while it reads the newest version and inserts the
+    next one, so concurrent updates get consecutive numbers and none is lost.
+    Returns the prompt, the newest version and whether it was created.
+    """
+    async with conn.transaction():
+        cur = await conn.execute(_LOCK, {"id": prompt.id})
+        locked = await cur.fetchone()
+        if locked is None:
+            raise _gone()
+        number = int(locked[0])
+        latest = await get_version(conn, prompt.id, number)
+        if latest is not None and latest.content_hash == content.content_hash():
+            return prompt, latest, False
+        fresh, version = await _append_version(
+            conn,
+            prompt.id,
+            number + 1,
+            content,
+            created_by=created_by,
+            rolled_back_from=rolled_back_from,
+        )
+        return fresh, version, True
+
+
+async def get_version(
+    conn: Connection, prompt_id: uuid.UUID, version: int
+) -> PromptVersionRow | None:
+    async with conn.cursor(row_factory=class_row(PromptVersionRow)) as cur:
+        await cur.execute(_GET_VERSION, {"prompt_id": prompt_id, "version": version})
+        return await cur.fetchone()
+
+
+async def list_versions(
+    conn: Connection, prompt_id: uuid.UUID, *, limit: int, before: int | None = None
+) -> list[PromptVersionRow]:
+    """Up to `limit` versions, newest first, numbered below `before`."""
+    async with conn.cursor(row_factory=class_row(PromptVersionRow)) as cur:
+        await cur.execute(
+            _LIST_VERSIONS, {"prompt_id": prompt_id, "before": before, "limit": limit}
+        )
+        return await cur.fetchall()
+
+
+async def delete_prompt(conn: Connection, owner: Owner, prompt_id: uuid.UUID) -> bool:
+    """Delete the prompt, its versions and labels; False when it was not the owner's."""
+    cur = await conn.execute(_DELETE, {**owner.params(), "id": prompt_id})
+    return cur.rowcount == 1
+
+
+async def labels(conn: Connection, prompt_id: uuid.UUID) -> dict[str, int]:
+    cur = await conn.execute(_LABELS, {"prompt_id": prompt_id})
+    return {str(label): int(version) for label, version in await cur.fetchall()}
+
+
+async def label_version(conn: Connection, prompt_id: uuid.UUID, label: str) -> int | None:
+    cur = await conn.execute(_LABEL_VERSION, {"prompt_id": prompt_id, "label": label})
+    row = await cur.fetchone()
+    return None if row is None else int(row[0])
+
+
+async def set_label(
+    conn: Connection, prompt_id: uuid.UUID, label: str, version: int, *, updated_by: str
+) -> None:
+    """Point `label` at `version` (which must exist: the foreign key checks it)."""
+    try:
+        await conn.execute(
+            _SET_LABEL,
+            {"prompt_id": prompt_id, "label": label, "version": version, "updated_by": updated_by},
+        )
+    except psycopg.errors.ForeignKeyViolation as exc:
+        # The version vanished (or the prompt was deleted) since the caller looked.
+        raise _gone() from exc
+
+
+async def delete_label(conn: Connection, prompt_id: uuid.UUID, label: str) -> bool:
+    cur = await conn.execute(_DELETE_LABEL, {"prompt_id": prompt_id, "label": label})
+    return cur.rowcount == 1
+
+
+async def _append_version(
+    conn: Connection,
+    prompt_id: uuid.UUID,
+    number: int,
+    content: PromptContent,
+    *,
+    created_by: str,
+    rolled_back_from: int | None = None,
+) -> tuple[PromptRow, PromptVersionRow]:
+    """Insert version `number` and make it the prompt's newest; the caller holds a
+    transaction and, for an existing prompt, the row lock."""
+    async with conn.cursor(row_factory=class_row(PromptVersionRow)) as cur:
+        await cur.execute(
+            _INSERT_VERSION,
+            {
+                "prompt_id": prompt_id,
+                "version": number,
+                "template": content.template,
+                "variables": Jsonb([v.as_json() for v in content.variables]),
+                "model": content.model,
+                "parameters": Jsonb(dict(content.parameters)),
+                "content_hash": content.content_hash(),
+                "rolled_back_from": rolled_back_from,
+                "created_by": created_by,
+            },
+        )
+        version = await cur.fetchone()
+    async with conn.cursor(row_factory=class_row(PromptRow)) as cur:
+        await cur.execute(_BUMP, {"id": prompt_id, "version": number})
+        bumped = await cur.fetchone()
+    assert version is not None and bumped is not None  # RETURNING on rows just locked
+    return bumped, version
+
+
+def _slug_taken(slug: str) -> ConflictError:
+    return ConflictError(
+        f"A prompt with slug '{slug}' already exists.", param="slug", code="slug_taken"
+    )
+
+
+def _gone() -> NotFoundError:
+    return NotFoundError("The prompt was deleted while this request ran.")
