@@ -85,6 +85,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--requests", type=int, default=1000)
     parser.add_argument("--cold-runs", type=int, default=10)
+    parser.add_argument(
+        "--import-profile",
+        type=Path,
+        default=None,
+        help="also write `python -X importtime` of one cold start to this file",
+    )
     args = parser.parse_args()
 
     folder = Path(tempfile.mkdtemp(prefix="spine-bench-"))
@@ -132,11 +138,14 @@ def run(args: argparse.Namespace, folder: Path, base_url: str) -> int:
     event = gateway.request("POST", "/v1/chat/completions", json_body=body, key=key).event
 
     cold = cold_starts(args.cold_runs, event)
-    eager = eager_imports(args.cold_runs)
+    if args.import_profile is not None:
+        profile_cold_start(event, args.import_profile)
+    eager = timed_imports(args.cold_runs, EAGER_IMPORTS)
+    floor = timed_imports(args.cold_runs, FLOOR_IMPORTS)
     direct, through = added_latency(gateway, base_url, body, key, args.requests)
     gateway.close()
 
-    report(cold, eager, direct, through, args.requests)
+    report(cold, eager, floor, direct, through, args.requests)
     return 0
 
 
@@ -155,6 +164,18 @@ def create_key(db_url: str) -> str:
         return loop.run_until_complete(go())
     finally:
         loop.close()
+
+
+def profile_cold_start(event: dict[str, object], target: Path) -> None:
+    chat_module = str(REPO / "functions/chat/app.py")
+    out = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", COLD_START, chat_module, json.dumps(event)],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=REPO,
+    )
+    target.write_text(out.stderr)
 
 
 def cold_starts(runs: int, event: dict[str, object]) -> list[dict[str, float]]:
@@ -181,12 +202,22 @@ print((time.perf_counter() - t0) * 1000)
 """
 
 
-def eager_imports(runs: int) -> list[float]:
-    """What a function that imports every SDK of the design card at start pays."""
+# The floor: what any chat function built as the design asks (FastAPI + Mangum,
+# the openai SDK for the call, psycopg for the key and the usage row) must import.
+FLOOR_IMPORTS = """
+import time
+t0 = time.perf_counter()
+import fastapi, mangum, openai, psycopg
+print((time.perf_counter() - t0) * 1000)
+"""
+
+
+def timed_imports(runs: int, script: str) -> list[float]:
+    """Milliseconds a fresh process spends importing what `script` imports."""
     return [
         float(
             subprocess.run(
-                [sys.executable, "-c", EAGER_IMPORTS], capture_output=True, text=True, check=True
+                [sys.executable, "-c", script], capture_output=True, text=True, check=True
             ).stdout.strip()
         )
         for _ in range(runs)
@@ -238,6 +269,7 @@ def added_latency(
 def report(
     cold: list[dict[str, float]],
     eager: list[float],
+    floor: list[float],
     direct: list[float],
     through: list[float],
     n: int,
@@ -250,6 +282,7 @@ def report(
         ("serve the first event", firsts),
         ("cold start (both)", totals),
         ("baseline: import every card SDK eagerly", eager),
+        ("floor: import fastapi, mangum, openai, psycopg only", floor),
     )
     print(f"\n## Chat function cold start ({len(cold)} fresh processes)\n")
     print("| phase | median ms | min ms | max ms |\n| --- | ---: | ---: | ---: |")

@@ -497,6 +497,29 @@ def test_metrics_merge_worker_and_engine_series(worker: WorkerProcess) -> None:
     assert any(s.labels["model"] == "smollm2-135m" for s in engine_series)
 
 
+def _completion_tokens_metric(worker: WorkerProcess, model: str) -> float:
+    text = worker.client.get("/metrics").text
+    family = {f.name: f for f in text_string_to_metric_families(text)}[
+        "spine_worker_completion_tokens"
+    ]
+    return sum(s.value for s in family.samples if s.labels.get("model") == model)
+
+
+def test_streamed_usage_is_counted_in_token_metrics(worker: WorkerProcess) -> None:
+    # Given the counter before
+    model = "smollm2-135m"
+    before = _completion_tokens_metric(worker, model)
+    # When a streamed request generates exactly 7 tokens
+    body = {"model": model, "messages": [{"role": "user", "content": "Count."}],
+            "max_tokens": 7, "stream": True, "ignore_eos": True,
+            "stream_options": {"include_usage": True}}  # fmt: skip
+    response = worker.client.post("/v1/chat/completions", json=body)
+    assert response.status_code == 200
+    assert response.text.rstrip().endswith("data: [DONE]")
+    # Then the relayed usage chunk was parsed and counted once
+    assert _completion_tokens_metric(worker, model) - before == 7
+
+
 # --- crash recovery ---------------------------------------------------------------------
 
 

@@ -15,7 +15,11 @@ from spine.errors import PermissionDeniedError
 from spine.registry.resolve import Registry
 
 
-def app_state(request: Request) -> AppState:
+# Every dependency is `async def`, even the trivial ones: FastAPI runs a plain `def`
+# dependency in a worker thread, a thread hop per dependency per request.
+
+
+async def app_state(request: Request) -> AppState:
     state: AppState = request.app.state.spine
     return state
 
@@ -23,7 +27,7 @@ def app_state(request: Request) -> AppState:
 StateDep = Annotated[AppState, Depends(app_state)]
 
 
-def current_registry(state: StateDep) -> Registry:
+async def current_registry(state: StateDep) -> Registry:
     return state.registry.current()
 
 
@@ -59,7 +63,7 @@ def require_scope(scope: str) -> Callable[..., Coroutine[Any, Any, Principal]]:
 AdminDep = Annotated[Principal, Depends(require_scope("admin"))]
 
 
-def call_context(
+async def call_context(
     request: Request, state: StateDep, principal: PrincipalDep, registry: RegistryDep
 ) -> CallContext:
     return CallContext(
