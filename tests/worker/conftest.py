@@ -16,7 +16,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import httpx
 import pytest
@@ -34,20 +34,28 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _missing(reason: str) -> NoReturn:
+    """Skip when the engine is absent, except under `make test` (SPINE_REQUIRE_ENGINE),
+    which builds it first: there a missing engine is a failure, not a silent skip."""
+    if os.environ.get("SPINE_REQUIRE_ENGINE"):
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
 @pytest.fixture(scope="session")
 def llama_server() -> Path:
     explicit = os.environ.get("SPINE_LLAMA_SERVER")
     try:
         return find_llama_server(Path(explicit) if explicit else None)
     except LlamaServerNotFoundError as exc:
-        pytest.skip(f"{exc.message}")
+        _missing(exc.message)
 
 
 @pytest.fixture(scope="session")
 def model_file() -> Path:
     path = cache_root() / "models" / MODEL_FILE
     if not path.is_file():
-        pytest.skip(f"{path} is missing: run gpu_worker/scripts/fetch_model.sh")
+        _missing(f"{path} is missing: run gpu_worker/scripts/fetch_model.sh")
     return path
 
 
