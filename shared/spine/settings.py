@@ -164,6 +164,10 @@ class WorkerSettings(_Section):
 class LimitsSettings(_Section):
     default_rpm: Annotated[int, Field(ge=0)] = 0  # 0: no per-principal limit
     default_tpm: Annotated[int, Field(ge=0)] = 0
+    # USD per principal (API key or JWT subject); 0: no budget. Keys override all
+    # four in api_keys (migrations/0002_limits.sql).
+    daily_budget_usd: Annotated[float, Field(ge=0)] = 0.0
+    monthly_budget_usd: Annotated[float, Field(ge=0)] = 0.0
     max_messages: Annotated[int, Field(ge=1)] = 2048
 
 

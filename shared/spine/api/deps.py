@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
@@ -13,7 +13,6 @@ from spine.auth.principal import ANONYMOUS, Principal
 from spine.chat.service import CallContext
 from spine.errors import PermissionDeniedError
 from spine.registry.resolve import Registry
-
 
 # Every dependency is `async def`, even the trivial ones: FastAPI runs a plain `def`
 # dependency in a worker thread, a thread hop per dependency per request.
@@ -65,14 +64,28 @@ AdminDep = Annotated[Principal, Depends(require_scope("admin"))]
 
 async def call_context(
     request: Request, state: StateDep, principal: PrincipalDep, registry: RegistryDep
-) -> CallContext:
-    return CallContext(
-        request_id=request.state.request_id,
-        principal=principal,
-        settings=state.settings,
-        registry=registry,
-        recorder=state.recorder,
-    )
+) -> AsyncIterator[CallContext]:
+    # Rate limits and budgets are taken here, after auth and before any provider
+    # call; the reservation is settled to the real usage by the recorder, and what
+    # no provider call used (a request refused as invalid) is given back at the end.
+    from spine.api.limits import admit_call, release_unused
+    from spine.usage.recorder import SettlingRecorder
+
+    reservation = await admit_call(request, state.settings, principal, registry)
+    recorder = state.recorder
+    if reservation is not None:
+        recorder = SettlingRecorder(recorder, reservation)
+    try:
+        yield CallContext(
+            request_id=request.state.request_id,
+            principal=principal,
+            settings=state.settings,
+            registry=registry,
+            recorder=recorder,
+        )
+    finally:
+        if reservation is not None:
+            await release_unused(reservation)
 
 
 CallContextDep = Annotated[CallContext, Depends(call_context)]

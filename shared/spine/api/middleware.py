@@ -90,6 +90,7 @@ class RequestContextMiddleware:
                 status_holder["status"] = message["status"]
                 headers = list(message.get("headers", []))
                 headers.append((REQUEST_ID_HEADER, request_id.encode()))
+                headers.extend(_rate_limit_headers(scope, headers))
                 message = {**message, "headers": headers}
             await send(message)
 
@@ -110,6 +111,20 @@ class RequestContextMiddleware:
                 },
             )
             unbind_request(logger, "path", "method")
+
+
+def _rate_limit_headers(
+    scope: Scope, present: list[tuple[bytes, bytes]]
+) -> list[tuple[bytes, bytes]]:
+    """The x-ratelimit-* headers admission left in the request state (see
+    spine.api.limits), unless the response already carries them (a 429 sets its own)."""
+    values = scope.get("state", {}).get("rate_limit_headers") or {}
+    names = {name.lower() for name, _ in present}
+    return [
+        (name.encode(), value.encode())
+        for name, value in values.items()
+        if name.encode() not in names
+    ]
 
 
 class _BodyTooLarge(Exception):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from spine.auth.authenticate import redacted
-from spine.auth.principal import Principal
+from spine.auth.principal import KeyLimits, Principal
 from spine.errors import AuthenticationError
 
 
@@ -23,4 +23,5 @@ async def authenticate_api_key(token: str) -> Principal:
         tenant=row.tenant,
         scopes=frozenset(row.scopes or ()),
         tier=row.tier or "standard",
+        limits=KeyLimits(row.rpm, row.tpm, row.daily_budget_usd, row.monthly_budget_usd),
     )

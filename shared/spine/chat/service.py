@@ -1,15 +1,15 @@
 """Chat and text completions: resolve the model, check the request, call the
-provider, record one usage row. No HTTP here: callers get models or domain errors."""
+provider (with retries and fallbacks, see `spine.chat.resilience`), record one usage
+row. No HTTP here: callers get models or domain errors."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from spine.auth.principal import Principal
 from spine.chat.params import (
@@ -17,9 +17,10 @@ from spine.chat.params import (
     check_chat_request,
     check_completion_request,
 )
-from spine.chat.targets import target_for
-from spine.errors import InvalidRequestError, SpineError, UpstreamTimeoutError
-from spine.observability import emit_metric, get_logger, trace_annotations
+from spine.chat.recording import record_call
+from spine.chat.resilience import Candidate, Served, serve
+from spine.errors import InvalidRequestError, UpstreamTimeoutError
+from spine.observability import get_logger
 from spine.providers import get_provider
 from spine.providers.base import Target
 from spine.registry.resolve import Registry, ResolvedModel
@@ -32,8 +33,7 @@ from spine.schemas.openai import (
     Usage,
 )
 from spine.settings import Settings
-from spine.usage.cost import cost_usd
-from spine.usage.recorder import UsageEntry, UsageRecorder
+from spine.usage.recorder import UsageRecorder
 
 logger = get_logger(__name__)
 
@@ -61,20 +61,29 @@ class CallResult:
     cost: Decimal = Decimal(0)
     latency_ms: float = 0.0
     usage: Usage = field(default_factory=Usage)
+    # The model the client asked for, when a fallback answered instead.
+    fallback_from: str | None = None
 
 
 async def create_chat_completion(
     request: ChatCompletionRequest, ctx: CallContext
 ) -> tuple[ChatCompletion, CallResult]:
     resolved = ctx.registry.resolve(request.model)
-    provider = get_provider(resolved.entry.provider)
-    effective = apply_defaults(request, resolved)
-    check_chat_request(effective, resolved, provider.supported_params)
-    target = target_for(resolved.entry, ctx.settings)
-    async with _recorded_call(ctx, resolved, target, "chat.completions") as result:
-        response = await _bounded(provider.chat(target, effective), target)
-        result.usage = response.usage
-    response.model = resolved.entry.id
+
+    def prepare(model: ResolvedModel) -> ChatCompletionRequest:
+        effective = apply_defaults(request, model)
+        check_chat_request(effective, model, get_provider(model.entry.provider).supported_params)
+        return effective
+
+    async def call(candidate: Candidate, effective: ChatCompletionRequest) -> ChatCompletion:
+        provider = get_provider(candidate.resolved.entry.provider)
+        return await _bounded(provider.chat(candidate.target, effective), candidate.target)
+
+    started = time.perf_counter()
+    served = await serve(ctx, resolved, "chat.completions", prepare, call)
+    response = served.value
+    result = await _record_success(ctx, served, response.usage, "chat.completions", started)
+    response.model = result.resolved.entry.id
     return response, result
 
 
@@ -82,21 +91,59 @@ async def create_completion(
     request: CompletionRequest, ctx: CallContext
 ) -> tuple[TextCompletion, CallResult]:
     resolved = ctx.registry.resolve(request.model)
-    if not (
-        resolved.entry.supports(Capability.COMPLETIONS) or resolved.entry.supports(Capability.CHAT)
-    ):
-        raise InvalidRequestError(
-            f"Model '{request.model}' does not support completions.", param="model"
-        )
-    provider = get_provider(resolved.entry.provider)
-    effective = apply_defaults(request, resolved)
-    check_completion_request(effective, resolved, provider.supported_params)
-    target = target_for(resolved.entry, ctx.settings)
-    async with _recorded_call(ctx, resolved, target, "completions") as result:
-        response = await _bounded(provider.complete(target, effective), target)
-        result.usage = response.usage
-    response.model = resolved.entry.id
+    _require_completions(resolved, request.model)
+
+    def prepare(model: ResolvedModel) -> CompletionRequest:
+        _require_completions(model, request.model)
+        effective = apply_defaults(request, model)
+        supported = get_provider(model.entry.provider).supported_params
+        check_completion_request(effective, model, supported)
+        return effective
+
+    async def call(candidate: Candidate, effective: CompletionRequest) -> TextCompletion:
+        provider = get_provider(candidate.resolved.entry.provider)
+        return await _bounded(provider.complete(candidate.target, effective), candidate.target)
+
+    started = time.perf_counter()
+    served = await serve(ctx, resolved, "completions", prepare, call)
+    response = served.value
+    result = await _record_success(ctx, served, response.usage, "completions", started)
+    response.model = result.resolved.entry.id
     return response, result
+
+
+def _require_completions(resolved: ResolvedModel, requested: str) -> None:
+    entry = resolved.entry
+    if not (entry.supports(Capability.COMPLETIONS) or entry.supports(Capability.CHAT)):
+        raise InvalidRequestError(
+            f"Model '{requested}' does not support completions.", param="model"
+        )
+
+
+async def _record_success(
+    ctx: CallContext, served: Served[Any], usage: Usage, endpoint: str, started: float
+) -> CallResult:
+    """The request's one usage row, for the model that answered; latency includes
+    the retries and fallbacks before it."""
+    candidate = served.candidate
+    result = CallResult(
+        resolved=candidate.resolved,
+        target=candidate.target,
+        usage=usage,
+        fallback_from=served.fallback_from,
+    )
+    result.latency_ms = (time.perf_counter() - started) * 1000
+    result.cost = await record_call(
+        ctx,
+        candidate.resolved,
+        candidate.target,
+        endpoint,
+        usage=usage,
+        latency_ms=result.latency_ms,
+        error=None,
+        metadata=served.metadata(),
+    )
+    return result
 
 
 async def _bounded(call: Awaitable[T], target: Target) -> T:
@@ -109,51 +156,3 @@ async def _bounded(call: Awaitable[T], target: Target) -> T:
             f"Model '{target.entry.id}' did not answer within {target.timeouts.total:g} s.",
             provider=target.provider.value,
         ) from exc
-
-
-@asynccontextmanager
-async def _recorded_call(
-    ctx: CallContext, resolved: ResolvedModel, target: Target, endpoint: str
-) -> AsyncIterator[CallResult]:
-    """Time the provider call and write exactly one usage row, success or failure."""
-    result = CallResult(resolved=resolved, target=target)
-    started = time.perf_counter()
-    error: SpineError | None = None
-    try:
-        yield result
-    except SpineError as exc:
-        error = exc
-        raise
-    finally:
-        result.latency_ms = (time.perf_counter() - started) * 1000
-        result.cost = cost_usd(resolved.entry.pricing, result.usage)
-        await ctx.recorder.record(
-            UsageEntry(
-                request_id=ctx.request_id,
-                principal=ctx.principal,
-                requested_model=resolved.requested,
-                model_id=resolved.entry.id,
-                provider=target.provider.value,
-                deployment=target.deployment,
-                endpoint=endpoint,
-                usage=result.usage,
-                cost_usd=result.cost,
-                latency_ms=result.latency_ms,
-                error=error,
-                prompt_version_id=ctx.prompt_version_id,
-            )
-        )
-        _emit_call_metrics(result, error)
-
-
-def _emit_call_metrics(result: CallResult, error: SpineError | None) -> None:
-    model = result.resolved.entry.id
-    provider = result.target.provider.value
-    emit_metric("Latency", result.latency_ms, "Milliseconds", model=model, provider=provider)
-    if error is not None:
-        emit_metric("Errors", 1, "Count", model=model, provider=provider, code=str(error.code))
-        return
-    emit_metric("InputTokens", result.usage.prompt_tokens, "Count", model=model)
-    emit_metric("OutputTokens", result.usage.completion_tokens, "Count", model=model)
-    emit_metric("CostMicroUSD", float(result.cost * 1_000_000), "Count", model=model)
-    trace_annotations(model=model, provider=provider)

@@ -1,8 +1,9 @@
 """Streamed chat and text completions (`stream: true`).
 
-The request goes through the same resolution and checks as the non-streaming path,
-then the provider's stream is opened and its first chunk awaited before anything is
-sent: a failure up to there is an ordinary error response. After that the caller
+The request goes through the same resolution, checks, retries and fallbacks as the
+non-streaming path (`spine.chat.resilience`): the provider's stream is opened and its
+first chunk awaited before anything is sent, so a failure up to there is retried or
+falls back like any other, and ends as an ordinary error response. After that the caller
 relays `CompletionStream.chunks()` and must call `aclose()` when done, however the
 stream ended: exactly one usage row is written, for a finished stream, an upstream
 failure mid-stream (status error) or a client that went away (the upstream call is
@@ -19,8 +20,9 @@ from collections.abc import AsyncGenerator
 from typing import Any, Literal
 
 from spine.chat.params import apply_defaults, check_chat_request, check_completion_request
-from spine.chat.service import CallContext, CallResult, _emit_call_metrics
-from spine.chat.targets import target_for
+from spine.chat.recording import emit_call_metrics
+from spine.chat.resilience import Candidate, Served, serve
+from spine.chat.service import CallContext, CallResult
 from spine.errors import ClientDisconnectedError, InvalidRequestError, SpineError, UpstreamError
 from spine.observability import get_logger
 from spine.providers import get_provider
@@ -43,39 +45,61 @@ async def stream_chat_completion(
     request: ChatCompletionRequest, ctx: CallContext
 ) -> CompletionStream:
     resolved = ctx.registry.resolve(request.model)
-    provider = get_provider(resolved.entry.provider)
-    effective = apply_defaults(request, resolved)
-    check_chat_request(effective, resolved, provider.supported_params)
-    _require_streaming(resolved)
-    target = target_for(resolved.entry, ctx.settings)
-    prompt_bytes = sum(len(m.text().encode()) for m in effective.messages)
-    stream = CompletionStream(
-        ctx,
-        CallResult(resolved=resolved, target=target),
-        "chat.completions",
-        include_usage=_include_usage(effective),
-        prompt_bytes=prompt_bytes,
-    )
-    await stream.open(provider.chat_stream(target, effective))
-    return stream
+
+    def prepare(model: ResolvedModel) -> ChatCompletionRequest:
+        effective = apply_defaults(request, model)
+        check_chat_request(effective, model, get_provider(model.entry.provider).supported_params)
+        _require_streaming(model)
+        return effective
+
+    async def call(candidate: Candidate, effective: ChatCompletionRequest) -> CompletionStream:
+        stream = CompletionStream(
+            ctx,
+            CallResult(resolved=candidate.resolved, target=candidate.target),
+            "chat.completions",
+            include_usage=_include_usage(effective),
+            prompt_bytes=sum(len(m.text().encode()) for m in effective.messages),
+        )
+        provider = get_provider(candidate.resolved.entry.provider)
+        await stream.open(provider.chat_stream(candidate.target, effective))
+        return stream
+
+    return _served_stream(await serve(ctx, resolved, "chat.completions", prepare, call))
 
 
 async def stream_completion(request: CompletionRequest, ctx: CallContext) -> CompletionStream:
     resolved = ctx.registry.resolve(request.model)
     _require_completions(resolved, request.model)
-    provider = get_provider(resolved.entry.provider)
-    effective = apply_defaults(request, resolved)
-    check_completion_request(effective, resolved, provider.supported_params)
-    _require_streaming(resolved)
-    target = target_for(resolved.entry, ctx.settings)
-    stream = CompletionStream(
-        ctx,
-        CallResult(resolved=resolved, target=target),
-        "completions",
-        include_usage=_include_usage(effective),
-        prompt_bytes=len(effective.prompt_text().encode()),
-    )
-    await stream.open(provider.complete_stream(target, effective))
+
+    def prepare(model: ResolvedModel) -> CompletionRequest:
+        _require_completions(model, request.model)
+        effective = apply_defaults(request, model)
+        supported = get_provider(model.entry.provider).supported_params
+        check_completion_request(effective, model, supported)
+        _require_streaming(model)
+        return effective
+
+    async def call(candidate: Candidate, effective: CompletionRequest) -> CompletionStream:
+        stream = CompletionStream(
+            ctx,
+            CallResult(resolved=candidate.resolved, target=candidate.target),
+            "completions",
+            include_usage=_include_usage(effective),
+            prompt_bytes=len(effective.prompt_text().encode()),
+        )
+        provider = get_provider(candidate.resolved.entry.provider)
+        await stream.open(provider.complete_stream(candidate.target, effective))
+        return stream
+
+    return _served_stream(await serve(ctx, resolved, "completions", prepare, call))
+
+
+def _served_stream(served: Served[CompletionStream]) -> CompletionStream:
+    """The stream that opened, told about the failed attempts before it (its usage
+    row, written when it ends, lists them)."""
+    stream = served.value
+    stream.result.fallback_from = served.fallback_from
+    stream.metadata.update(served.metadata())
     return stream
 
 
@@ -125,6 +149,8 @@ class CompletionStream:
         self._started = time.perf_counter()
         self._first_chunk_ms: float | None = None
         self._recorded = False
+        # Extra facts for the usage row (the failed attempts before this stream).
+        self.metadata: dict[str, Any] = {}
 
     @property
     def model(self) -> str:
@@ -132,20 +158,21 @@ class CompletionStream:
 
     async def open(self, source: AsyncGenerator[Chunk, None]) -> None:
         """Start the upstream call and wait for its first chunk (bounded by the model's
-        first-token timeout in the adapter). Raises, with the usage row written, if the
-        stream fails before that."""
+        first-token timeout in the adapter). A `SpineError` before that is raised with
+        the upstream call closed and nothing recorded: the caller may retry or fall
+        back, and writes the request's usage row if it gives up."""
         self._source = source
         try:
             self._first = await anext(source)
         except StopAsyncIteration:
-            error = UpstreamError(
+            self._recorded = True  # nothing to record: the caller owns the failure
+            raise UpstreamError(
                 f"Model '{self.model}' ended its stream without an answer.",
                 provider=self.result.target.provider.value,
-            )
-            await self._record(error)
-            raise error from None
-        except SpineError as exc:
-            await self._record(exc)
+            ) from None
+        except SpineError:
+            self._recorded = True
+            await self.aclose()
             raise
         except BaseException:
             await self.aclose()
@@ -220,7 +247,7 @@ class CompletionStream:
             return
         self._recorded = True
         result = self.result
-        metadata: dict[str, Any] = {"stream": True}
+        metadata: dict[str, Any] = {"stream": True, **self.metadata}
         if self._first_chunk_ms is not None:
             metadata["first_chunk_ms"] = round(self._first_chunk_ms, 3)
         if self._usage is not None:
@@ -248,7 +275,14 @@ class CompletionStream:
                 metadata=metadata,
             )
         )
-        _emit_call_metrics(result, error)
+        emit_call_metrics(
+            result.resolved,
+            result.target,
+            usage=result.usage,
+            cost=result.cost,
+            latency_ms=result.latency_ms,
+            error=error,
+        )
 
 
 def _choice_text(choice: dict[str, Any]) -> str:

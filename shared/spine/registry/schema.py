@@ -82,6 +82,32 @@ class Timeouts(_Strict):
     total: Annotated[float, Field(gt=0)] = 120.0
 
 
+class RetryPolicy(_Strict):
+    """How hard Spine tries one model before its fallbacks get the request.
+
+    `attempts` counts every try (1 = no retry). Retries wait with exponential backoff
+    and full jitter (`base_delay * 2**n`, capped at `max_delay`), or the provider's
+    Retry-After when it fits; none starts once `budget_seconds` since the first try
+    would be exceeded. The default is one try: a retry costs latency (and, for a
+    timeout, a whole `timeouts.total`), so a model opts in."""
+
+    attempts: Annotated[int, Field(ge=1, le=10)] = 1
+    budget_seconds: Annotated[float, Field(gt=0)] = 10.0
+    base_delay: Annotated[float, Field(ge=0)] = 0.5
+    max_delay: Annotated[float, Field(ge=0)] = 4.0
+
+
+class CooldownPolicy(_Strict):
+    """When a model's deployment is taken out of rotation (state shared in Postgres):
+    `failures` upstream failures within `window_seconds` cool it down for `seconds`.
+    A model whose whole chain is cooled down is still tried (better a slow error than
+    a certain one)."""
+
+    failures: Annotated[int, Field(ge=1)] = 5
+    window_seconds: Annotated[float, Field(gt=0)] = 60.0
+    seconds: Annotated[float, Field(gt=0)] = 30.0
+
+
 class SamplingDefaults(_Strict):
     """Parameters applied when the request does not set them (request wins)."""
 
@@ -155,6 +181,8 @@ class ModelEntry(_Strict):
     limits: RateLimits = Field(default_factory=RateLimits)
     cache_ttl: Annotated[int, Field(ge=0)] = 0  # seconds; 0 turns the response cache off
     timeouts: Timeouts = Field(default_factory=Timeouts)
+    retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    cooldown: CooldownPolicy = Field(default_factory=CooldownPolicy)
     deployments: list[Deployment] = Field(default_factory=list)
     engine: EngineConfig | None = None
     owned_by: str | None = None

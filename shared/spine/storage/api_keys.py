@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 
 from psycopg.rows import class_row
 
@@ -47,7 +48,8 @@ RETURNING id, name, prefix, principal, tenant, scopes, tier,
 _AUTHENTICATE = """
 WITH hit AS (
     SELECT id, name, prefix, principal, tenant, scopes, tier,
-           created_at, expires_at, revoked_at, last_used_at
+           created_at, expires_at, revoked_at, last_used_at,
+           rpm, tpm, daily_budget_usd, monthly_budget_usd
     FROM api_keys
     WHERE key_hash = %(hash)s
       AND revoked_at IS NULL
@@ -90,6 +92,13 @@ class ApiKeyRow:
     expires_at: datetime | None
     revoked_at: datetime | None
     last_used_at: datetime | None
+    # The key's rate-limit/budget overrides (migrations/0002_limits.sql), read by
+    # `authenticate` so admission needs no second lookup; other statements leave
+    # them None.
+    rpm: int | None = None
+    tpm: int | None = None
+    daily_budget_usd: Decimal | None = None
+    monthly_budget_usd: Decimal | None = None
 
     @property
     def display_prefix(self) -> str:

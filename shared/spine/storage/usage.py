@@ -69,35 +69,42 @@ class UsageRecord:
     created_at: datetime | None = None  # None: the database's now()
 
 
+# For statements that write the row together with other changes in one round trip
+# (spine.storage.limits.settle_and_record_usage).
+INSERT_USAGE = _INSERT
+
+
 async def record_usage(conn: Connection, record: UsageRecord) -> None:
     """Insert one ledger row; a second row with the same request_id is ignored."""
-    await conn.execute(
-        _INSERT,
-        {
-            "request_id": record.request_id,
-            "created_at": record.created_at,
-            "api_key_id": _uuid_or_none(record.api_key_id),
-            "principal": record.principal,
-            "tenant": record.tenant,
-            "model": record.model,
-            "resolved_model": record.resolved_model,
-            "provider": record.provider,
-            "deployment": record.deployment,
-            "endpoint": record.endpoint,
-            "status": record.status,
-            "http_status": record.http_status,
-            "error_code": record.error_code,
-            "prompt_tokens": record.prompt_tokens or 0,
-            "completion_tokens": record.completion_tokens or 0,
-            "cached_tokens": record.cached_tokens or 0,
-            "reasoning_tokens": record.reasoning_tokens or 0,
-            "cost_usd": record.cost_usd,
-            "latency_ms": record.latency_ms,
-            "cache_hit": record.cache_hit,
-            "prompt_version_id": _uuid_or_none(record.prompt_version_id),
-            "metadata": Jsonb(dict(record.metadata)),
-        },
-    )
+    await conn.execute(_INSERT, usage_params(record))
+
+
+def usage_params(record: UsageRecord) -> dict[str, Any]:
+    """The parameters of INSERT_USAGE for `record`."""
+    return {
+        "request_id": record.request_id,
+        "created_at": record.created_at,
+        "api_key_id": _uuid_or_none(record.api_key_id),
+        "principal": record.principal,
+        "tenant": record.tenant,
+        "model": record.model,
+        "resolved_model": record.resolved_model,
+        "provider": record.provider,
+        "deployment": record.deployment,
+        "endpoint": record.endpoint,
+        "status": record.status,
+        "http_status": record.http_status,
+        "error_code": record.error_code,
+        "prompt_tokens": record.prompt_tokens or 0,
+        "completion_tokens": record.completion_tokens or 0,
+        "cached_tokens": record.cached_tokens or 0,
+        "reasoning_tokens": record.reasoning_tokens or 0,
+        "cost_usd": record.cost_usd,
+        "latency_ms": record.latency_ms,
+        "cache_hit": record.cache_hit,
+        "prompt_version_id": _uuid_or_none(record.prompt_version_id),
+        "metadata": Jsonb(dict(record.metadata)),
+    }
 
 
 async def delete_usage_before(conn: Connection, cutoff: datetime, *, batch_size: int = 5000) -> int:

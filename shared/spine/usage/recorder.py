@@ -6,15 +6,20 @@ charged); it is logged and counted as a metric so an operator sees the gap.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from spine.auth.principal import Principal
 from spine.errors import SpineError
 from spine.observability import emit_metric, get_logger
 from spine.schemas.openai import Usage
+
+if TYPE_CHECKING:
+    from spine.limits.admission import Reservation
+    from spine.storage.limits import Adjustment
+    from spine.storage.usage import UsageRecord
 
 logger = get_logger(__name__)
 
@@ -44,36 +49,86 @@ class UsageRecorder(Protocol):
 
 class PostgresUsageRecorder:
     async def record(self, entry: UsageEntry) -> None:
-        from spine.storage import db
-        from spine.storage.usage import UsageRecord, record_usage
+        await self.record_settling(entry, ())
 
-        error = entry.error
-        row = UsageRecord(
-            request_id=entry.request_id,
-            api_key_id=entry.principal.api_key_id,
-            principal=entry.principal.subject,
-            tenant=entry.principal.tenant,
-            model=entry.requested_model,
-            resolved_model=entry.model_id,
-            provider=entry.provider,
-            deployment=entry.deployment,
-            endpoint=entry.endpoint,
-            status="ok" if error is None else "error",
-            http_status=200 if error is None else error.status_code,
-            error_code=None if error is None else error.code,
-            prompt_tokens=entry.usage.prompt_tokens,
-            completion_tokens=entry.usage.completion_tokens,
-            cached_tokens=entry.usage.cached_tokens,
-            reasoning_tokens=entry.usage.completion_tokens_details.reasoning_tokens,
-            cost_usd=entry.cost_usd,
-            latency_ms=round(entry.latency_ms, 3),
-            cache_hit=entry.cache_hit,
-            prompt_version_id=entry.prompt_version_id,
-            metadata=entry.metadata,
-        )
+    async def record_settling(self, entry: UsageEntry, adjustments: Sequence[Adjustment]) -> None:
+        """Write the row and apply the rate-limit `adjustments` in one round trip."""
+        from spine.storage import db
+        from spine.storage.limits import settle_and_record_usage
+
         try:
             conn = await db.connection()
-            await record_usage(conn, row)
+            await settle_and_record_usage(conn, adjustments, usage_record(entry))
         except Exception:
             logger.exception("usage write failed", extra={"request_id": entry.request_id})
             emit_metric("UsageWriteFailures", 1, "Count")
+
+
+def usage_record(entry: UsageEntry) -> UsageRecord:
+    from spine.storage.usage import UsageRecord
+
+    error = entry.error
+    return UsageRecord(
+        request_id=entry.request_id,
+        api_key_id=entry.principal.api_key_id,
+        principal=entry.principal.subject,
+        tenant=entry.principal.tenant,
+        model=entry.requested_model,
+        resolved_model=entry.model_id,
+        provider=entry.provider,
+        deployment=entry.deployment,
+        endpoint=entry.endpoint,
+        status="ok" if error is None else "error",
+        http_status=200 if error is None else error.status_code,
+        error_code=None if error is None else error.code,
+        prompt_tokens=entry.usage.prompt_tokens,
+        completion_tokens=entry.usage.completion_tokens,
+        cached_tokens=entry.usage.cached_tokens,
+        reasoning_tokens=entry.usage.completion_tokens_details.reasoning_tokens,
+        cost_usd=entry.cost_usd,
+        latency_ms=round(entry.latency_ms, 3),
+        cache_hit=entry.cache_hit,
+        prompt_version_id=entry.prompt_version_id,
+        metadata=entry.metadata,
+    )
+
+
+class SettlingRecorder:
+    """Settles the request's rate-limit reservation (estimated tokens and cost) to
+    each call's real usage, then records the call with `inner`.
+
+    Wraps the recorder the chat service already calls for every provider call, so
+    settlement needs no change to the chat code. With the Postgres recorder the
+    settlement and the usage row are one statement (one round trip). A failed write
+    is logged; it never fails the call.
+    """
+
+    def __init__(self, inner: UsageRecorder, reservation: Reservation) -> None:
+        self.inner = inner
+        self.reservation = reservation
+
+    async def record(self, entry: UsageEntry) -> None:
+        from spine.limits.admission import settlement
+
+        usage = entry.usage
+        adjustments = settlement(
+            self.reservation,
+            tokens=usage.total_tokens or usage.prompt_tokens + usage.completion_tokens,
+            cost_usd=entry.cost_usd,
+        )
+        if isinstance(self.inner, PostgresUsageRecorder):
+            await self.inner.record_settling(entry, adjustments)
+            return
+        await _settle_alone(adjustments, entry.request_id)
+        await self.inner.record(entry)
+
+
+async def _settle_alone(adjustments: Sequence[Adjustment], request_id: str) -> None:
+    from spine.storage import db
+    from spine.storage.limits import settle
+
+    try:
+        await settle(await db.connection(), adjustments)
+    except Exception:
+        # The estimate stays counted until its window ends: the safe side.
+        logger.exception("rate limit settlement failed", extra={"request_id": request_id})

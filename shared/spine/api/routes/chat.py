@@ -18,21 +18,23 @@ router = APIRouter()
 def call_headers(result: CallResult) -> dict[str, str]:
     """Which model, provider and deployment answered, and what it cost."""
     return {
-        "x-spine-model": result.resolved.entry.id,
-        "x-spine-provider": result.target.provider.value,
-        "x-spine-deployment": result.target.deployment,
+        **stream_headers(result),
         "x-spine-cost-usd": f"{result.cost:.9f}",
         "openai-processing-ms": str(round(result.latency_ms)),
     }
 
 
 def stream_headers(result: CallResult) -> dict[str, str]:
-    """Who answers a stream; its cost is known only at the end (the usage row)."""
-    return {
+    """Who answers a stream; its cost is known only at the end (the usage row).
+    `x-spine-fallback-from` names the requested model when a fallback answered."""
+    headers = {
         "x-spine-model": result.resolved.entry.id,
         "x-spine-provider": result.target.provider.value,
         "x-spine-deployment": result.target.deployment,
     }
+    if result.fallback_from is not None:
+        headers["x-spine-fallback-from"] = result.fallback_from
+    return headers
 
 
 @router.post("/v1/chat/completions")

@@ -1,0 +1,190 @@
+"""Rate-limit and budget counters in Postgres (migrations/0002_limits.sql).
+
+`admit` takes from several counters all or none in one round trip (the
+`spine_admit` function); `settle` corrects reserved amounts to the real usage;
+`delete_expired` trims old windows in batches. The limit logic (which counters a
+request touches) lives in `spine.limits`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from spine.storage.db import Connection
+from spine.storage.usage import INSERT_USAGE, UsageRecord, record_usage, usage_params
+
+Metric = str  # 'requests' | 'tokens' | 'usd_day' | 'usd_month'
+
+_ADMIT = """
+SELECT counter_index, counter_limit, counter_used, counter_window_start,
+       counter_window_end, admitted, now()
+FROM spine_admit(%(key)s, %(subjects)s, %(metrics)s, %(windows)s, %(amounts)s,
+                 %(limits)s, %(overrides)s, %(cleanup)s)
+"""
+
+# One statement for every counter of a request; a counter never goes below zero
+# (a reservation settled after its window was deleted updates nothing).
+_SETTLE = """
+UPDATE rate_counters AS c SET used = greatest(c.used + d.delta, 0)
+FROM unnest(%(subjects)s::text[], %(metrics)s::text[], %(starts)s::timestamptz[],
+            %(deltas)s::numeric[]) AS d(subject, metric, window_start, delta)
+WHERE c.subject = d.subject AND c.metric = d.metric AND c.window_start = d.window_start
+"""
+
+_DELETE_EXPIRED = """
+DELETE FROM rate_counters
+WHERE ctid = ANY (ARRAY(
+    SELECT ctid FROM rate_counters
+    WHERE window_end < now() - %(grace)s::interval
+    LIMIT %(batch)s))
+"""
+
+_SET_KEY_LIMITS = """
+UPDATE api_keys
+SET rpm = %(rpm)s, tpm = %(tpm)s,
+    daily_budget_usd = %(day)s, monthly_budget_usd = %(month)s
+WHERE id = %(id)s
+"""
+
+# Windows that ended this long ago are deleted; settlement of a request that
+# straddled a window boundary still finds its row.
+EXPIRY_GRACE = "1 hour"
+
+
+@dataclass(frozen=True)
+class CounterRequest:
+    subject: str
+    metric: Metric
+    window: str  # 'minute' | 'day' | 'month'
+    amount: Decimal
+    limit: Decimal | None  # default; None or 0: unlimited unless the key overrides
+    key_override: bool = False
+
+
+@dataclass(frozen=True)
+class CounterState:
+    request: CounterRequest
+    limit: Decimal
+    used: Decimal
+    window_start: datetime
+    window_end: datetime
+    admitted: bool
+    now: datetime
+
+
+async def admit(
+    conn: Connection,
+    counters: Sequence[CounterRequest],
+    *,
+    api_key_id: uuid.UUID | str | None,
+    cleanup: bool = False,
+) -> list[CounterState]:
+    """Take every counter's amount, all or none. Returns the limited counters'
+    states after the take; on refusal, only the refusing counter (admitted=False)."""
+    ordered = sorted(counters, key=lambda c: (c.subject, c.metric))
+    params = {
+        "key": str(api_key_id) if api_key_id is not None else None,
+        "subjects": [c.subject for c in ordered],
+        "metrics": [c.metric for c in ordered],
+        "windows": [c.window for c in ordered],
+        "amounts": [c.amount for c in ordered],
+        "limits": [c.limit for c in ordered],
+        "overrides": [c.key_override for c in ordered],
+        "cleanup": cleanup,
+    }
+    cur = await conn.execute(_ADMIT, params)
+    rows = await cur.fetchall()
+    return [
+        CounterState(
+            request=ordered[index - 1],
+            limit=limit,
+            used=used,
+            window_start=start,
+            window_end=end,
+            admitted=admitted,
+            now=now,
+        )
+        for index, limit, used, start, end, admitted, now in rows
+    ]
+
+
+@dataclass(frozen=True)
+class Adjustment:
+    subject: str
+    metric: Metric
+    window_start: datetime
+    delta: Decimal
+
+
+async def settle(conn: Connection, adjustments: Sequence[Adjustment]) -> None:
+    """Add each delta (negative: give back) to its counter, in one statement."""
+    live = [a for a in adjustments if a.delta != 0]
+    if not live:
+        return
+    await conn.execute(
+        _SETTLE,
+        {
+            "subjects": [a.subject for a in live],
+            "metrics": [a.metric for a in live],
+            "starts": [a.window_start for a in live],
+            "deltas": [a.delta for a in live],
+        },
+    )
+
+
+async def delete_expired(conn: Connection, *, batch: int = 1000) -> int:
+    """Delete up to `batch` windows that ended over EXPIRY_GRACE ago; how many."""
+    cur = await conn.execute(_DELETE_EXPIRED, {"grace": EXPIRY_GRACE, "batch": batch})
+    return cur.rowcount
+
+
+async def set_key_limits(
+    conn: Connection,
+    key_id: uuid.UUID | str,
+    *,
+    rpm: int | None = None,
+    tpm: int | None = None,
+    daily_budget_usd: Decimal | None = None,
+    monthly_budget_usd: Decimal | None = None,
+) -> bool:
+    """Set a key's overrides (None: the config default applies; 0: unlimited)."""
+    cur = await conn.execute(
+        _SET_KEY_LIMITS,
+        {
+            "id": str(key_id),
+            "rpm": rpm,
+            "tpm": tpm,
+            "day": daily_budget_usd,
+            "month": monthly_budget_usd,
+        },
+    )
+    return cur.rowcount == 1
+
+
+# The settlement and the ledger row in one statement: one round trip after the call,
+# and the two agree (both written or neither).
+_SETTLE_AND_RECORD = f"WITH settled AS ({_SETTLE}) {INSERT_USAGE}"
+
+
+async def settle_and_record_usage(
+    conn: Connection, adjustments: Sequence[Adjustment], record: UsageRecord
+) -> None:
+    """`settle` and `spine.storage.usage.record_usage` in one statement."""
+    live = [a for a in adjustments if a.delta != 0]
+    if not live:
+        await record_usage(conn, record)
+        return
+    await conn.execute(
+        _SETTLE_AND_RECORD,
+        {
+            **usage_params(record),
+            "subjects": [a.subject for a in live],
+            "metrics": [a.metric for a in live],
+            "starts": [a.window_start for a in live],
+            "deltas": [a.delta for a in live],
+        },
+    )
