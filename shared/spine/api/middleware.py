@@ -8,6 +8,7 @@ import time
 import uuid
 from typing import Any
 
+import anyio
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from spine.api.errors import error_body
@@ -16,6 +17,9 @@ from spine.observability import bind_request, get_logger, unbind_request
 logger = get_logger(__name__)
 
 REQUEST_ID_HEADER = b"x-request-id"
+# request.state attribute holding a call's rate-limit Reservation until the response
+# is done (set by spine.api.deps.call_context).
+RESERVATION_STATE_KEY = "spine_reservation"
 
 
 ADAPTER_CONTEXT_HEADER = b"x-amzn-request-context"
@@ -101,6 +105,7 @@ class RequestContextMiddleware:
             if "status" not in status_holder:
                 await _send_too_large(send, request_id, self.max_body_bytes)
         finally:
+            await _release_unused_reservation(scope)
             if too_large and "status" not in status_holder:
                 status_holder["status"] = 413
             logger.info(
@@ -111,6 +116,18 @@ class RequestContextMiddleware:
                 },
             )
             unbind_request(logger, "path", "method")
+
+
+async def _release_unused_reservation(scope: Scope) -> None:
+    """Give back rate-limit estimates that no provider call settled (see
+    spine.api.deps.call_context); shielded, so a client that left cannot cancel it."""
+    reservation = scope.get("state", {}).get(RESERVATION_STATE_KEY)
+    if reservation is None:
+        return
+    from spine.api.limits import release_unused
+
+    with anyio.CancelScope(shield=True):
+        await release_unused(reservation)
 
 
 def _rate_limit_headers(
