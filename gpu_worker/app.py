@@ -23,7 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from gpu_worker.audit import AuditLog
 from gpu_worker.auth import Authenticator, Principal, resolve_token
 from gpu_worker.config import WorkerSettings
-from gpu_worker.errors import ModelBusyError, body_of, error_body
+from gpu_worker.errors import ModelBusyError, body_of
 from gpu_worker.metrics import WorkerMetrics, relabel_engine_metrics
 from gpu_worker.proxy import Proxy
 from gpu_worker.scheduler import Priority
@@ -34,6 +34,7 @@ from spine.errors import (
     PayloadTooLargeError,
     ServiceUnavailableError,
     SpineError,
+    error_body,
 )
 from spine.registry import ProviderKind, load_registry
 from spine.registry.schema import ModelEntry

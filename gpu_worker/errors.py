@@ -15,6 +15,7 @@ from spine.errors import (
     ServiceUnavailableError,
     SpineError,
     UpstreamError,
+    error_body,
 )
 
 
@@ -66,12 +67,6 @@ class EngineFailedError(UpstreamError):
 
 class LlamaServerNotFoundError(ServiceUnavailableError):
     default_code = "llama_server_not_found"
-
-
-def error_body(
-    message: str, error_type: str, param: str | None = None, code: str | None = None
-) -> dict[str, Any]:
-    return {"error": {"message": message, "type": error_type, "param": param, "code": code}}
 
 
 def body_of(exc: SpineError) -> dict[str, Any]:

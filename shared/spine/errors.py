@@ -7,6 +7,15 @@ HTTP status, the OpenAI error `type`, the offending `param` and a stable `code`.
 
 from __future__ import annotations
 
+from typing import Any
+
+
+def error_body(
+    message: str, error_type: str, param: str | None = None, code: str | None = None
+) -> dict[str, Any]:
+    """OpenAI's error shape, which every Spine service answers with."""
+    return {"error": {"message": message, "type": error_type, "param": param, "code": code}}
+
 
 class SpineError(Exception):
     """Base of every error Spine reports to a client."""

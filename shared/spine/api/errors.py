@@ -15,7 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from spine.errors import SpineError
+from spine.errors import SpineError, error_body
 from spine.observability import get_logger
 
 logger = get_logger(__name__)
@@ -30,12 +30,6 @@ _STATUS_TYPES = {
     415: "invalid_request_error",
     429: "rate_limit_error",
 }
-
-
-def error_body(
-    message: str, error_type: str, param: str | None = None, code: str | None = None
-) -> dict[str, Any]:
-    return {"error": {"message": message, "type": error_type, "param": param, "code": code}}
 
 
 def error_response(

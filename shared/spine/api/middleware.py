@@ -11,7 +11,7 @@ from typing import Any
 import anyio
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from spine.api.errors import error_body
+from spine.errors import error_body
 from spine.observability import bind_request, get_logger, unbind_request
 
 logger = get_logger(__name__)

@@ -20,9 +20,8 @@ from typing import Any
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from spine.api.errors import error_body
 from spine.chat.streaming import CompletionStream
-from spine.errors import SpineError
+from spine.errors import SpineError, error_body
 from spine.observability import get_logger
 
 logger = get_logger(__name__)

@@ -4,12 +4,10 @@ row. No HTTP here: callers get models or domain errors."""
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any
 
 from spine.auth.principal import Principal
 from spine.chat.params import (
@@ -19,7 +17,7 @@ from spine.chat.params import (
 )
 from spine.chat.recording import record_call
 from spine.chat.resilience import Candidate, Served, serve
-from spine.errors import InvalidRequestError, UpstreamTimeoutError
+from spine.errors import InvalidRequestError
 from spine.observability import get_logger
 from spine.providers import get_provider
 from spine.providers.base import Target
@@ -36,8 +34,6 @@ from spine.settings import Settings
 from spine.usage.recorder import UsageRecorder
 
 logger = get_logger(__name__)
-
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -77,7 +73,7 @@ async def create_chat_completion(
 
     async def call(candidate: Candidate, effective: ChatCompletionRequest) -> ChatCompletion:
         provider = get_provider(candidate.resolved.entry.provider)
-        return await _bounded(provider.chat(candidate.target, effective), candidate.target)
+        return await provider.chat(candidate.target, effective)
 
     started = time.perf_counter()
     served = await serve(ctx, resolved, "chat.completions", prepare, call)
@@ -102,7 +98,7 @@ async def create_completion(
 
     async def call(candidate: Candidate, effective: CompletionRequest) -> TextCompletion:
         provider = get_provider(candidate.resolved.entry.provider)
-        return await _bounded(provider.complete(candidate.target, effective), candidate.target)
+        return await provider.complete(candidate.target, effective)
 
     started = time.perf_counter()
     served = await serve(ctx, resolved, "completions", prepare, call)
@@ -144,15 +140,3 @@ async def _record_success(
         metadata=served.metadata(),
     )
     return result
-
-
-async def _bounded(call: Awaitable[T], target: Target) -> T:
-    """The model's total timeout bounds the call even if an SDK's own does not."""
-    try:
-        async with asyncio.timeout(target.timeouts.total):
-            return await call
-    except TimeoutError as exc:
-        raise UpstreamTimeoutError(
-            f"Model '{target.entry.id}' did not answer within {target.timeouts.total:g} s.",
-            provider=target.provider.value,
-        ) from exc

@@ -39,12 +39,13 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import ModuleType
-from typing import Any
+from typing import Any, TypeVar
 
 from spine.local.environment import patched_environ
 from spine.local.intrinsics import LOCAL_ACCOUNT_ID, LOCAL_REGION
 from spine.local.template import FunctionSpec
 
+LoadedT = TypeVar("LoadedT")
 logger = logging.getLogger("spine.local")
 
 Handler = Callable[[dict[str, Any], Any], Any]
@@ -228,23 +229,26 @@ class FunctionRuntime:
         assert self._app is not None
         return self._app
 
-    def _run(self, event: dict[str, Any], invocation: _Invocation) -> Outcome:
+    def _begin(self, invocation: _Invocation, load: Callable[[], LoadedT]) -> LoadedT | Failed:
+        """Load the function (a cold start: like Lambda's init phase, not counted in
+        the Timeout; the gateway's clock keeps running, as it does in AWS), then start
+        the invocation's clock."""
         invocation.loop = asyncio.get_event_loop()
-        handler: Handler | None = None
-        failure: Failed | None = None
+        loaded: LoadedT | Failed
         try:
-            # A cold start: like Lambda's init phase, not counted in the Timeout (the
-            # gateway's clock keeps running, as it does in AWS).
-            handler = self.load()
+            loaded = load()
         except Exception as exc:
-            failure = self._failed(exc)
+            loaded = self._failed(exc)
         invocation.started_at = time.monotonic()
         invocation.started.set()
         if invocation.on_start is not None:
             invocation.on_start()
-        if handler is None:
-            assert failure is not None
-            return failure
+        return loaded
+
+    def _run(self, event: dict[str, Any], invocation: _Invocation) -> Outcome:
+        handler = self._begin(invocation, self.load)
+        if isinstance(handler, Failed):
+            return handler
         context = LambdaContext.for_invocation(
             self.spec, invocation.started_at + self.spec.timeout_seconds
         )
@@ -317,21 +321,10 @@ class FunctionRuntime:
     def _run_asgi(
         self, call: Callable[[AsgiApp], Awaitable[None]], invocation: _Invocation
     ) -> Outcome:
+        app = self._begin(invocation, self.load_app)
+        if isinstance(app, Failed):
+            return app
         loop = asyncio.get_event_loop()
-        invocation.loop = loop
-        app: AsgiApp | None = None
-        failure: Failed | None = None
-        try:
-            app = self.load_app()
-        except Exception as exc:
-            failure = self._failed(exc)
-        invocation.started_at = time.monotonic()
-        invocation.started.set()
-        if invocation.on_start is not None:
-            invocation.on_start()
-        if app is None:
-            assert failure is not None
-            return failure
         try:
             loop.run_until_complete(call(app))
         except asyncio.CancelledError:

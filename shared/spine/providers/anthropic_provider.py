@@ -25,8 +25,8 @@ from spine.providers import anthropic_mapping as mapping
 from spine.providers.base import ChatProvider, Target
 from spine.providers.convert import COMMON_PARAMS
 from spine.providers.errors import (
-    UpstreamAuthenticationError,
     from_upstream_status,
+    missing_upstream_key,
     upstream_bad_response,
     upstream_timeout,
     upstream_unreachable,
@@ -64,11 +64,7 @@ class AnthropicProvider(ChatProvider):
 
     def _client(self, target: Target) -> anthropic.AsyncAnthropic:
         if not target.api_key:
-            raise UpstreamAuthenticationError(
-                f"No API key is configured for the upstream provider 'anthropic' "
-                f"(model '{target.entry.id}'). This is a server configuration problem.",
-                provider=_PROVIDER,
-            )
+            raise missing_upstream_key(_PROVIDER, target.entry.id)
         return self._clients.get(
             target.base_url or ANTHROPIC_BASE_URL, target.api_key, target.timeouts
         )

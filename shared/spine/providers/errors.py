@@ -153,6 +153,15 @@ def upstream_timeout(provider: str, seconds: float | None = None) -> UpstreamTim
     )
 
 
+def missing_upstream_key(provider: str, model_id: str) -> UpstreamAuthenticationError:
+    """The operator configured no key for a provider that needs one."""
+    return UpstreamAuthenticationError(
+        f"No API key is configured for the upstream provider '{provider}' "
+        f"(model '{model_id}'). This is a server configuration problem.",
+        provider=provider,
+    )
+
+
 def upstream_unreachable(provider: str, reason: str) -> UpstreamError:
     return UpstreamError(
         f"The connection to the upstream provider '{provider}' failed: {reason}",

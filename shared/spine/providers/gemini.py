@@ -23,8 +23,8 @@ from spine.providers import gemini_mapping as mapping
 from spine.providers.base import ChatProvider, Target
 from spine.providers.convert import COMMON_PARAMS, ChunkWriter
 from spine.providers.errors import (
-    UpstreamAuthenticationError,
     from_upstream_status,
+    missing_upstream_key,
     upstream_bad_response,
     upstream_timeout,
     upstream_unreachable,
@@ -67,11 +67,7 @@ class GeminiProvider(ChatProvider):
 
     def _client(self, target: Target) -> genai.Client:
         if not target.api_key:
-            raise UpstreamAuthenticationError(
-                f"No API key is configured for the upstream provider 'gemini' "
-                f"(model '{target.entry.id}'). This is a server configuration problem.",
-                provider=_PROVIDER,
-            )
+            raise missing_upstream_key(_PROVIDER, target.entry.id)
         return self._clients.get(
             target.base_url or GEMINI_BASE_URL, target.api_key, target.timeouts
         )

@@ -23,8 +23,8 @@ from spine.errors import ServiceUnavailableError, SpineError
 from spine.providers.base import ChatProvider, Target
 from spine.providers.convert import COMMON_PARAMS
 from spine.providers.errors import (
-    UpstreamAuthenticationError,
     from_upstream_status,
+    missing_upstream_key,
     upstream_bad_response,
     upstream_timeout,
     upstream_unreachable,
@@ -119,11 +119,7 @@ class OpenAIProvider(ChatProvider):
             base_url = OPENAI_BASE_URL
         if api_key is None:
             if not self.compatible:
-                raise UpstreamAuthenticationError(
-                    f"No API key is configured for the upstream provider '{self.kind}' "
-                    f"(model '{target.entry.id}'). This is a server configuration problem.",
-                    provider=self.kind.value,
-                )
+                raise missing_upstream_key(self.kind.value, target.entry.id)
             api_key = _NO_KEY
         return self._clients.get(base_url, api_key, target.timeouts)
 
