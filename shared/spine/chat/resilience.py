@@ -12,9 +12,11 @@ after a failure depends on its kind:
   window (then only a model with a larger window is tried);
 - the client's error, returned as is: any other 4xx (bad parameter, 404, ...).
 
-Upstream failures also count towards the deployment's cooldown (shared in Postgres);
-cooled-down deployments are skipped while another model of the chain is available.
-Only the chain of a model with fallbacks pays for the cooldown read.
+Each model is tried on each of its deployments in the router's order
+(`spine.chat.routing`, by weight) before the next model. Upstream failures also count
+towards the deployment's cooldown (shared in Postgres); cooled-down deployments are
+skipped while another member of the chain is available. Only a chain of more than one
+deployment or model pays for the cooldown read.
 """
 
 from __future__ import annotations
@@ -23,10 +25,11 @@ import asyncio
 import random
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 from spine.chat.recording import record_call
+from spine.chat.routing import deployment_order
 from spine.chat.targets import ProviderNotConfiguredError, target_for
 from spine.errors import (
     ContextWindowExceededError,
@@ -149,6 +152,64 @@ def fallback_chain(registry: Registry, resolved: ResolvedModel) -> list[Resolved
     return chain
 
 
+def serving_chain(ctx: CallContext, resolved: ResolvedModel) -> list[ResolvedModel]:
+    """The fallback chain with each model once per deployment, in the router's order."""
+    user = f"{ctx.principal.tenant or ''}/{ctx.principal.subject}"
+    return [
+        replace(model, entry=served_by)
+        for model in fallback_chain(ctx.registry, resolved)
+        for served_by in deployment_order(model.entry, user)
+    ]
+
+
+@dataclass
+class _Checks(Generic[R]):
+    """Runs `prepare` along the chain and remembers what it refused.
+
+    The client's error for the requested model is raised unless another of its
+    deployments (another provider) accepts the request; fallbacks never hide it. A
+    context-window overflow skips every model with a window no larger."""
+
+    prepare: Callable[[ResolvedModel], R]
+    primaries: int
+    failures: list[dict[str, Any]]
+    rejected: InvalidRequestError | None = None
+    primary_accepted: bool = False
+    overflowed_window: int | None = None
+
+    def check(
+        self, index: int, model: ResolvedModel
+    ) -> tuple[bool, R | None, ContextWindowExceededError | None]:
+        """(True, effective request, None) when this chain member may be called; else
+        False and the overflow that ruled it out, if that was the reason."""
+        if index == self.primaries:
+            self.raise_rejected()
+        entry = model.entry
+        if self.overflowed_window is not None and entry.context_window <= self.overflowed_window:
+            return False, None, None
+        try:
+            effective = self.prepare(model)
+        except ContextWindowExceededError as exc:
+            self.overflowed(entry.context_window)
+            self.failures.append(_failure(entry.id, "-", exc))
+            return False, None, exc
+        except InvalidRequestError as exc:
+            if index < self.primaries:
+                self.rejected = self.rejected or exc
+            else:
+                logger.info("fallback skipped", extra={"model": entry.id, "reason": exc.code})
+            return False, None, None
+        self.primary_accepted = self.primary_accepted or index < self.primaries
+        return True, effective, None
+
+    def overflowed(self, window: int) -> None:
+        self.overflowed_window = window
+
+    def raise_rejected(self) -> None:
+        if self.rejected is not None and not self.primary_accepted:
+            raise self.rejected
+
+
 async def serve(
     ctx: CallContext,
     resolved: ResolvedModel,
@@ -160,30 +221,22 @@ async def serve(
     and checks (raising InvalidRequestError when the model cannot serve it). On
     failure the request's usage row is written here and the last error raised."""
     started = time.perf_counter()
-    chain = fallback_chain(ctx.registry, resolved)
+    chain = serving_chain(ctx, resolved)
+    primaries = sum(1 for model in chain if model.entry.id == resolved.entry.id)
     cooled = await _cooled(chain) if len(chain) > 1 else set()
     failures: list[dict[str, Any]] = []
+    checks = _Checks(prepare, primaries, failures)
     last_error: SpineError | None = None
     last: Candidate | None = None
-    overflowed_window: int | None = None
     for index, model in enumerate(chain):
         entry = model.entry
-        if overflowed_window is not None and entry.context_window <= overflowed_window:
-            continue
-        try:
-            effective = prepare(model)
-        except InvalidRequestError as exc:
-            if index > 0 and not isinstance(exc, ContextWindowExceededError):
-                logger.info("fallback skipped", extra={"model": entry.id, "reason": exc.code})
-                continue
-            if not isinstance(exc, ContextWindowExceededError):
-                raise
-            last_error, overflowed_window = exc, entry.context_window
-            failures.append(_failure(entry.id, "-", exc))
+        callable_, effective, overflow = checks.check(index, model)
+        if not callable_:
+            last_error = overflow or last_error
             continue
         deployment = _deployment_name(entry)
         if (entry.id, deployment) in cooled and _others_available(chain, index, cooled):
-            logger.info("cooled-down deployment skipped", extra={"model": entry.id})
+            logger.info("cooled deployment skipped", extra={"model": entry.id, "at": deployment})
             continue
         try:
             target = target_for(entry, ctx.settings)
@@ -193,11 +246,11 @@ async def serve(
             continue
         last = Candidate(model, target)
         try:
-            value = await _try_model(last, effective, call, failures)
+            value = await _try_model(last, cast(R, effective), call, failures)
         except SpineError as exc:
             last_error = exc
             if isinstance(exc, ContextWindowExceededError):
-                overflowed_window = entry.context_window
+                checks.overflowed(entry.context_window)
             elif not falls_back(exc):
                 break
             emit_metric("Fallbacks", 1, "Count", model=entry.id)
@@ -208,6 +261,7 @@ async def serve(
                 extra={"model": entry.id, "requested": resolved.entry.id, "failed": failures},
             )
         return Served(value, last, resolved.entry.id, failures)
+    checks.raise_rejected()
     if last_error is None:  # every model was skipped: cannot happen for the primary
         raise InvalidRequestError("No model can serve this request.", param="model")
     await _record_failure(
@@ -271,6 +325,7 @@ async def _record_failure(
 
 
 def _deployment_name(entry: ModelEntry) -> str:
+    """The deployment of a chain member (`ModelEntry.served_by` leaves one)."""
     return entry.deployments[0].name if entry.deployments else "default"
 
 

@@ -37,8 +37,9 @@ def resolve_api_key(
 
 
 def target_for(entry: ModelEntry, settings: Settings) -> Target:
-    """The model's single target. Weighted deployments are chosen by the router
-    (later); until then the first deployment, if any, is used."""
+    """Where to send a call for `entry`. The router (`spine.chat.routing`) hands
+    over a model served by one deployment (`ModelEntry.served_by`), so the first
+    deployment, if any, is the one."""
     deployment = entry.deployments[0] if entry.deployments else None
     base_url = (deployment.base_url if deployment else None) or entry.base_url
     key_source = (deployment.api_key if deployment else None) or entry.api_key

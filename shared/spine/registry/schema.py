@@ -155,12 +155,17 @@ class EngineConfig(_Strict):
 
 
 class Deployment(_Strict):
-    """One place a model is served. Several with weights split traffic."""
+    """One place a model is served. Several with weights split traffic; each field
+    left out is the entry's."""
 
     name: Name
+    # Another provider for the same model (e.g. Claude through Anthropic and through
+    # an OpenAI-compatible gateway); not to or from `llamacpp`, whose engine is the entry's.
+    provider: ProviderKind | None = None
     base_url: str | None = None
     model: str | None = None  # overrides the entry's provider model name
     api_key: ApiKeySource | None = None
+    pricing: Pricing | None = None
     weight: Annotated[float, Field(gt=0)] = 1.0
 
 
@@ -184,6 +189,9 @@ class ModelEntry(_Strict):
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
     cooldown: CooldownPolicy = Field(default_factory=CooldownPolicy)
     deployments: list[Deployment] = Field(default_factory=list)
+    # Send each user to the same deployment while it is healthy (A/B tests compare
+    # users, not requests); otherwise every request draws by weight.
+    sticky_deployments: bool = False
     engine: EngineConfig | None = None
     owned_by: str | None = None
 
@@ -199,7 +207,40 @@ class ModelEntry(_Strict):
             raise ValueError("'engine' is only for provider 'llamacpp'")
         if self.max_output_tokens is not None and self.max_output_tokens > self.context_window:
             raise ValueError("'max_output_tokens' cannot exceed 'context_window'")
+        self._check_deployments()
         return self
+
+    def _check_deployments(self) -> None:
+        names = [d.name for d in self.deployments]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"duplicate deployment name(s): {', '.join(duplicates)}")
+        for deployment in self.deployments:
+            provider = deployment.provider
+            if provider is None or provider is self.provider:
+                continue
+            if ProviderKind.LLAMACPP in (provider, self.provider):
+                raise ValueError(
+                    f"deployment '{deployment.name}': provider 'llamacpp' cannot be mixed "
+                    "with other providers in one model"
+                )
+            if provider is ProviderKind.OPENAI_COMPATIBLE and not (
+                deployment.base_url or self.base_url
+            ):
+                raise ValueError(
+                    f"deployment '{deployment.name}': provider 'openai_compatible' needs "
+                    "a 'base_url'"
+                )
+
+    def served_by(self, deployment: Deployment) -> ModelEntry:
+        """This model as one of its deployments serves it: the deployment's overrides
+        applied, and that deployment alone in `deployments`."""
+        changes: dict[str, Any] = {"deployments": [deployment]}
+        if deployment.provider is not None:
+            changes["provider"] = deployment.provider
+        if deployment.pricing is not None:
+            changes["pricing"] = deployment.pricing
+        return self.model_copy(update=changes)
 
     def supports(self, capability: Capability) -> bool:
         return capability in self.capabilities
