@@ -7,15 +7,18 @@ import asyncio
 import multiprocessing
 import time
 from decimal import Decimal
+from typing import Any
 
 import psycopg
 
-from spine.storage.api_keys import create_key
+from spine.storage.api_keys import create_key, revoke_key
 from spine.storage.db import Connection
 from spine.storage.limits import (
+    PRINCIPAL_SUBJECT,
     Adjustment,
     CounterRequest,
     admit,
+    authenticate_and_admit,
     delete_expired,
     set_key_limits,
     settle,
@@ -156,3 +159,67 @@ async def test_admission_can_clean_up_in_the_same_statement(db_conn: Connection)
     await admit(db_conn, [rpm("principal:new", 5)], api_key_id=None, cleanup=True)
     rows = await (await db_conn.execute("SELECT subject FROM rate_counters")).fetchall()
     assert rows == [("principal:new",)]
+
+
+class _CountingCursor(psycopg.AsyncCursor[Any]):
+    """Counts statements sent: each `execute` here is one round trip (autocommit)."""
+
+    executes = 0
+
+    async def execute(self, *args: Any, **kwargs: Any) -> Any:
+        type(self).executes += 1
+        return await super().execute(*args, **kwargs)
+
+
+async def test_key_lookup_and_admission_are_one_round_trip(db_url: str) -> None:
+    # Given a key owned by "alice", limited to 2 rpm by override, and a model limit
+    async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as setup:
+        plaintext, key = await create_key(setup, "k", prefix="sk-spine-", principal="alice")
+        assert await set_key_limits(setup, key.id, rpm=2)
+    counters = [
+        rpm(PRINCIPAL_SUBJECT, None, override=True),
+        rpm("model:m", 10),
+    ]
+
+    # When three requests authenticate and admit, on a connection that counts statements
+    async with await psycopg.AsyncConnection.connect(
+        db_url, autocommit=True, cursor_factory=_CountingCursor
+    ) as conn:
+        results = [await authenticate_and_admit(conn, plaintext, counters) for _ in range(3)]
+
+    # Then each took one statement, named the key, and counted under its owner
+    assert _CountingCursor.executes == 3
+    assert all(row is not None and row.id == key.id for row, _ in results)
+    first_row, first_states = results[0]
+    assert first_row is not None and first_row.rpm == 2
+    assert {s.request.subject for s in first_states} == {"model:m", "principal:alice"}
+    assert [all(s.admitted for s in states) for _, states in results] == [True, True, False]
+    # The refusal is the key's counter and took nothing from the model's
+    [refused] = results[2][1]
+    assert refused.request.subject == "principal:alice" and refused.limit == 2
+    async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as check:
+        used = await (
+            await check.execute("SELECT subject, used FROM rate_counters ORDER BY subject")
+        ).fetchall()
+    assert used == [("model:m", 2), ("principal:alice", 2)]
+
+
+async def test_an_unknown_or_revoked_key_takes_nothing(db_conn: Connection) -> None:
+    plaintext, _ = await create_key(db_conn, "k", prefix="sk-spine-")
+    await revoke_key(db_conn, plaintext)
+    counters = [rpm(PRINCIPAL_SUBJECT, 5, override=True), rpm("model:m", 5)]
+
+    revoked = await authenticate_and_admit(db_conn, plaintext, counters)
+    unknown = await authenticate_and_admit(db_conn, "sk-spine-" + "x" * 43, counters)
+
+    assert revoked == (None, []) and unknown == (None, [])
+    rows = await (await db_conn.execute("SELECT count(*) FROM rate_counters")).fetchone()
+    assert rows == (0,)
+
+
+async def test_a_key_without_limits_admits_with_no_counter(db_conn: Connection) -> None:
+    plaintext, key = await create_key(db_conn, "k", prefix="sk-spine-")
+    row, states = await authenticate_and_admit(
+        db_conn, plaintext, [rpm(PRINCIPAL_SUBJECT, None, override=True)]
+    )
+    assert row is not None and row.id == key.id and states == []

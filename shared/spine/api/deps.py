@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 
 from spine.api.app import AppState
-from spine.auth.authenticate import authenticate
+from spine.auth.authenticate import authenticate, bearer_token
 from spine.auth.principal import ANONYMOUS, Principal
 from spine.chat.service import CallContext
 from spine.errors import PermissionDeniedError
@@ -33,10 +33,22 @@ async def current_registry(state: StateDep) -> Registry:
 RegistryDep = Annotated[Registry, Depends(current_registry)]
 
 
+# Where a request's principal is kept once known, so that a route depending on both
+# the principal and the call context authenticates once, whichever runs first.
+PRINCIPAL_STATE_KEY = "principal"
+
+
 async def current_principal(request: Request, state: StateDep) -> Principal:
-    if not state.verify_jwt:
-        return ANONYMOUS
-    return await authenticate(request.headers.get("authorization"), state.settings)
+    known: Principal | None = getattr(request.state, PRINCIPAL_STATE_KEY, None)
+    if known is not None:
+        return known
+    principal = (
+        await authenticate(request.headers.get("authorization"), state.settings)
+        if state.verify_jwt
+        else ANONYMOUS
+    )
+    setattr(request.state, PRINCIPAL_STATE_KEY, principal)
+    return principal
 
 
 PrincipalDep = Annotated[Principal, Depends(current_principal)]
@@ -62,19 +74,27 @@ def require_scope(scope: str) -> Callable[..., Coroutine[Any, Any, Principal]]:
 AdminDep = Annotated[Principal, Depends(require_scope("admin"))]
 
 
-async def call_context(
-    request: Request, state: StateDep, principal: PrincipalDep, registry: RegistryDep
-) -> CallContext:
-    # Rate limits and budgets are taken here, after auth and before any provider
+async def call_context(request: Request, state: StateDep, registry: RegistryDep) -> CallContext:
+    # Rate limits and budgets are taken here, with auth and before any provider
     # call; the reservation is settled to the real usage by the recorder, and what no
     # provider call used (a request refused as invalid) is given back by the request
     # middleware when the response is done. Not a `yield` dependency: FastAPI's exit
     # stack for those costs more per request than the rest of this function.
-    from spine.api.limits import admit_call
+    # An API key not yet authenticated is looked up in the admission's own statement:
+    # one database round trip for both.
+    from spine.api.limits import admit_call, authenticate_and_admit_call
     from spine.api.middleware import RESERVATION_STATE_KEY
     from spine.usage.recorder import SettlingRecorder
 
-    reservation = await admit_call(request, state.settings, principal, registry)
+    token = _unauthenticated_api_key(request, state)
+    if token is not None:
+        principal, reservation = await authenticate_and_admit_call(
+            request, state.settings, token, registry
+        )
+        setattr(request.state, PRINCIPAL_STATE_KEY, principal)
+    else:
+        principal = await current_principal(request, state)
+        reservation = await admit_call(request, state.settings, principal, registry)
     recorder = state.recorder
     if reservation is not None:
         recorder = SettlingRecorder(recorder, reservation)
@@ -89,3 +109,11 @@ async def call_context(
 
 
 CallContextDep = Annotated[CallContext, Depends(call_context)]
+
+
+def _unauthenticated_api_key(request: Request, state: AppState) -> str | None:
+    """The request's Spine API key, when auth is on and nothing has looked it up yet."""
+    if not state.verify_jwt or hasattr(request.state, PRINCIPAL_STATE_KEY):
+        return None
+    token = bearer_token(request.headers.get("authorization"))
+    return token if token.startswith(state.settings.auth.api_key_prefix) else None

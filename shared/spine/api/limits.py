@@ -5,6 +5,7 @@ route) and only skimmed for `model` and `max_tokens`."""
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -12,7 +13,13 @@ from fastapi import Request
 
 from spine.auth.principal import Principal
 from spine.errors import SpineError
-from spine.limits.admission import Reservation, admit_request, estimate_cost, estimate_tokens
+from spine.limits.admission import (
+    Reservation,
+    admit_api_key_request,
+    admit_request,
+    estimate_cost,
+    estimate_tokens,
+)
 from spine.observability import get_logger
 from spine.registry.resolve import Registry
 from spine.registry.schema import ModelEntry
@@ -24,13 +31,27 @@ logger = get_logger(__name__)
 HEADERS_STATE_KEY = "rate_limit_headers"
 
 
-async def admit_call(
-    request: Request, settings: Settings, principal: Principal, registry: Registry
-) -> Reservation | None:
+@dataclass(frozen=True)
+class _Estimate:
+    entry: ModelEntry | None
+    tokens: int
+    cost_usd: Decimal
+
+
+async def _estimate(request: Request, registry: Registry) -> _Estimate:
     body = await request.body()
     fields = _skim(body)
     entry = _model_entry(registry, fields.get("model"))
     max_tokens = _max_tokens(fields)
+    return _Estimate(
+        entry, estimate_tokens(body, max_tokens), estimate_cost(entry, body, max_tokens)
+    )
+
+
+async def admit_call(
+    request: Request, settings: Settings, principal: Principal, registry: Registry
+) -> Reservation | None:
+    estimate = await _estimate(request, registry)
     from spine.storage import db
 
     conn = await db.connection()
@@ -38,13 +59,37 @@ async def admit_call(
         conn,
         principal,
         settings.limits,
-        entry,
-        tokens=estimate_tokens(body, max_tokens),
-        cost_usd=estimate_cost(entry, body, max_tokens),
+        estimate.entry,
+        tokens=estimate.tokens,
+        cost_usd=estimate.cost_usd,
     )
+    _keep_headers(request, reservation)
+    return reservation
+
+
+async def authenticate_and_admit_call(
+    request: Request, settings: Settings, token: str, registry: Registry
+) -> tuple[Principal, Reservation | None]:
+    """`authenticate` an API key and `admit_call`, in one database round trip."""
+    estimate = await _estimate(request, registry)
+    from spine.storage import db
+
+    conn = await db.connection()
+    principal, reservation = await admit_api_key_request(
+        conn,
+        token,
+        settings.limits,
+        estimate.entry,
+        tokens=estimate.tokens,
+        cost_usd=estimate.cost_usd,
+    )
+    _keep_headers(request, reservation)
+    return principal, reservation
+
+
+def _keep_headers(request: Request, reservation: Reservation | None) -> None:
     if reservation is not None:
         setattr(request.state, HEADERS_STATE_KEY, reservation.headers())
-    return reservation
 
 
 def _skim(body: bytes) -> dict[str, Any]:

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from spine.auth.authenticate import redacted
 from spine.auth.principal import KeyLimits, Principal
 from spine.errors import AuthenticationError
+
+if TYPE_CHECKING:
+    from spine.storage.api_keys import ApiKeyRow
 
 
 async def authenticate_api_key(token: str) -> Principal:
@@ -15,7 +20,15 @@ async def authenticate_api_key(token: str) -> Principal:
     conn = await db.connection()
     row = await lookup(conn, token)
     if row is None:
-        raise AuthenticationError(f"Incorrect API key provided: {redacted(token)}.")
+        raise unknown_key(token)
+    return principal_for_key(row)
+
+
+def unknown_key(token: str) -> AuthenticationError:
+    return AuthenticationError(f"Incorrect API key provided: {redacted(token)}.")
+
+
+def principal_for_key(row: ApiKeyRow) -> Principal:
     return Principal(
         subject=row.principal or f"key:{row.id}",
         credential="api_key",

@@ -15,13 +15,21 @@ import random
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from spine.auth.principal import Principal
+from spine.auth.principal import KeyLimits, Principal
 from spine.errors import QuotaExceededError, RateLimitError
 from spine.limits.headers import reset_text
 from spine.registry.schema import ModelEntry
 from spine.settings import LimitsSettings
 from spine.storage.db import Connection
-from spine.storage.limits import Adjustment, CounterRequest, CounterState, admit, settle
+from spine.storage.limits import (
+    PRINCIPAL_SUBJECT,
+    Adjustment,
+    CounterRequest,
+    CounterState,
+    admit,
+    authenticate_and_admit,
+    settle,
+)
 
 # Share of admissions that also delete a batch of expired windows (same statement).
 CLEANUP_PROBABILITY = 0.01
@@ -87,17 +95,35 @@ def counters_for(
     tokens: int,
     cost_usd: Decimal,
 ) -> list[CounterRequest]:
-    who = f"principal:{principal.subject}"
+    # A key whose overrides came with it is resolved here (no database read when
+    # nothing is limited); one whose overrides are unknown lets spine_admit read them.
+    return _counters(
+        f"principal:{principal.subject}",
+        principal.limits,
+        settings,
+        entry,
+        unknown_key=principal.api_key_id is not None and principal.limits is None,
+        tokens=tokens,
+        cost_usd=cost_usd,
+    )
+
+
+def _counters(
+    who: str,
+    known: KeyLimits | None,
+    settings: LimitsSettings,
+    entry: ModelEntry | None,
+    *,
+    unknown_key: bool,
+    tokens: int,
+    cost_usd: Decimal,
+) -> list[CounterRequest]:
     defaults = {
         "requests": _limit(settings.default_rpm),
         "tokens": _limit(settings.default_tpm),
         "usd_day": _limit(settings.daily_budget_usd),
         "usd_month": _limit(settings.monthly_budget_usd),
     }
-    # A key whose overrides came with it is resolved here (no database read when
-    # nothing is limited); one whose overrides are unknown lets spine_admit read them.
-    known = principal.limits
-    unknown_key = principal.api_key_id is not None and known is None
     if known is not None:
         overrides = {
             "requests": known.rpm,
@@ -160,6 +186,46 @@ async def admit_request(
     if refused is not None:
         raise _refusal(refused, principal)
     return Reservation(counters=states, tokens=tokens, cost_usd=cost_usd)
+
+
+async def admit_api_key_request(
+    conn: Connection,
+    token: str,
+    settings: LimitsSettings,
+    entry: ModelEntry | None,
+    *,
+    tokens: int,
+    cost_usd: Decimal,
+) -> tuple[Principal, Reservation | None]:
+    """Authenticate an API key and take the request's limits in one round trip:
+    `authenticate_api_key` then `admit_request`, fused. 401 for an unknown key (no
+    counter taken); otherwise as `admit_request`."""
+    from spine.auth.api_keys import principal_for_key, unknown_key
+
+    counters = _counters(
+        PRINCIPAL_SUBJECT,
+        None,
+        settings,
+        entry,
+        unknown_key=True,
+        tokens=tokens,
+        cost_usd=cost_usd,
+    )
+    row, states = await authenticate_and_admit(
+        conn,
+        token,
+        counters,
+        cleanup=random.random() < CLEANUP_PROBABILITY,  # noqa: S311 (sampling, not security)
+    )
+    if row is None:
+        raise unknown_key(token)
+    principal = principal_for_key(row)
+    refused = next((s for s in states if not s.admitted), None)
+    if refused is not None:
+        raise _refusal(refused, principal)
+    if not states:
+        return principal, None
+    return principal, Reservation(counters=states, tokens=tokens, cost_usd=cost_usd)
 
 
 async def settle_reservation(

@@ -10,10 +10,18 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
 
+from psycopg.rows import dict_row
+
+from spine.storage.api_keys import (
+    AUTHENTICATE_CTES,
+    LAST_USED_RESOLUTION,
+    ApiKeyRow,
+    hash_key,
+)
 from spine.storage.db import Connection
 from spine.storage.usage import INSERT_USAGE, UsageRecord, record_usage, usage_params
 
@@ -42,6 +50,26 @@ WHERE ctid = ANY (ARRAY(
     WHERE window_end < now() - %(grace)s::interval
     LIMIT %(batch)s))
 """
+
+# The key lookup and the admission in one round trip: the counters of the key's
+# principal carry PRINCIPAL_SUBJECT, replaced here by the key's subject (its owner, or
+# "key:<id>"; the same as spine.auth.api_keys). An unknown key returns no row and
+# takes nothing; a known one returns one row per limited counter, or one row with
+# NULL counter columns when nothing is limited.
+PRINCIPAL_SUBJECT = "principal:?"
+_AUTHENTICATE_AND_ADMIT = (
+    AUTHENTICATE_CTES
+    + """
+SELECT hit.*, a.counter_index, a.counter_limit, a.counter_used,
+       a.counter_window_start, a.counter_window_end, a.admitted, now() AS now
+FROM hit LEFT JOIN LATERAL spine_admit(
+    hit.id,
+    array_replace(%(subjects)s::text[], %(placeholder)s,
+                  'principal:' || coalesce(hit.principal, 'key:' || hit.id::text)),
+    %(metrics)s, %(windows)s, %(amounts)s, %(limits)s, %(overrides)s, %(cleanup)s
+) AS a ON true
+"""
+)
 
 _SET_KEY_LIMITS = """
 UPDATE api_keys
@@ -110,6 +138,61 @@ async def admit(
         )
         for index, limit, used, start, end, admitted, now in rows
     ]
+
+
+async def authenticate_and_admit(
+    conn: Connection,
+    plaintext: str,
+    counters: Sequence[CounterRequest],
+    *,
+    cleanup: bool = False,
+) -> tuple[ApiKeyRow | None, list[CounterState]]:
+    """`spine.storage.api_keys.authenticate` and `admit` in one round trip. Counters
+    whose subject is PRINCIPAL_SUBJECT are the key principal's; the states returned
+    carry the real subject. (None, []) for an unknown, revoked or expired key."""
+    # 'model:…' sorts before 'principal:…' whatever the principal: the lock order
+    # that `admit` keeps holds after the substitution.
+    ordered = sorted(counters, key=lambda c: (c.subject, c.metric))
+    params = {
+        "hash": hash_key(plaintext),
+        "resolution": LAST_USED_RESOLUTION,
+        "placeholder": PRINCIPAL_SUBJECT,
+        "subjects": [c.subject for c in ordered],
+        "metrics": [c.metric for c in ordered],
+        "windows": [c.window for c in ordered],
+        "amounts": [c.amount for c in ordered],
+        "limits": [c.limit for c in ordered],
+        "overrides": [c.key_override for c in ordered],
+        "cleanup": cleanup,
+    }
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(_AUTHENTICATE_AND_ADMIT, params)
+        rows = await cur.fetchall()
+    if not rows:
+        return None, []
+    first = rows[0]
+    key = ApiKeyRow(**{name: first[name] for name in ApiKeyRow.__dataclass_fields__})
+    subject = f"principal:{key.principal or f'key:{key.id}'}"
+    states = [
+        CounterState(
+            request=_with_subject(ordered[row["counter_index"] - 1], subject),
+            limit=row["counter_limit"],
+            used=row["counter_used"],
+            window_start=row["counter_window_start"],
+            window_end=row["counter_window_end"],
+            admitted=row["admitted"],
+            now=row["now"],
+        )
+        for row in rows
+        if row["counter_index"] is not None
+    ]
+    return key, states
+
+
+def _with_subject(counter: CounterRequest, subject: str) -> CounterRequest:
+    if counter.subject != PRINCIPAL_SUBJECT:
+        return counter
+    return replace(counter, subject=subject)
 
 
 @dataclass(frozen=True)
