@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from decimal import Decimal
 from pathlib import Path
 
 import psycopg
@@ -77,6 +78,38 @@ def test_keys_create_list_revoke(cli_db: str, capsys: pytest.CaptureFixture[str]
     assert main(["keys", "list"]) == 0
     revoked_line = capsys.readouterr().out.splitlines()[1]
     assert revoked_line.rstrip().split()[-1] != "-"
+
+
+def test_keys_limits_sets_keeps_and_clears(cli_db: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["keys", "create", "--name", "limited"]) == 0
+    key_id = re.search(r"id:\s+([0-9a-f-]{36})", capsys.readouterr().out)
+    assert key_id is not None
+
+    assert main(["keys", "limits", key_id[1], "--rpm", "60", "--daily-budget", "2.5"]) == 0
+    assert "rpm:            60" in capsys.readouterr().out
+    # Options left out keep their value; 'default' clears, 0 lifts
+    assert main(["keys", "limits", key_id[1], "--rpm", "default", "--tpm", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "rpm:            default" in out and "tpm:            unlimited" in out
+    with psycopg.connect(cli_db) as conn:
+        row = conn.execute(
+            "SELECT rpm, tpm, daily_budget_usd, monthly_budget_usd FROM api_keys WHERE id = %s",
+            (key_id[1],),
+        ).fetchone()
+    assert row == (None, 0, Decimal("2.5"), None)
+
+
+def test_keys_limits_refuses_bad_values_and_unknown_keys(
+    cli_db: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["keys", "limits", "00000000-0000-0000-0000-000000000000", "--rpm", "-3"])
+    assert exited.value.code == 2
+    assert "out of range" in capsys.readouterr().err
+    assert main(["keys", "limits", "00000000-0000-0000-0000-000000000000", "--rpm", "5"]) == 1
+    assert "no API key with id" in capsys.readouterr().err
+    assert main(["keys", "limits", "sk-spine-abc", "--rpm", "5"]) == 1
+    assert "is not a key id" in capsys.readouterr().err
 
 
 def test_keys_revoke_unknown_fails(cli_db: str, capsys: pytest.CaptureFixture[str]) -> None:

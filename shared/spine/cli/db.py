@@ -1,4 +1,4 @@
-"""`spine migrate` and `spine keys create|list|revoke`.
+"""`spine migrate` and `spine keys create|list|revoke|limits`.
 
 The database is DATABASE_URL when set, else the embedded server (started for the
 command and stopped when it exits, unless another process such as `make dev` still
@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Awaitable, Callable, Sequence
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from spine.errors import ConfigError, SpineError
@@ -59,6 +60,20 @@ def register(subparsers: Any) -> None:
     revoke = sub.add_parser("revoke", help="revoke a key; exit 1 if there is no such key")
     revoke.add_argument("key", metavar="ID", help="key id, listed prefix, or the key itself")
     revoke.set_defaults(handler=_revoke)
+
+    limits = sub.add_parser(
+        "limits",
+        help="set a key's rate limits and budgets",
+        description="Set a key's overrides of the [limits] defaults. Each value is a "
+        "number, 0 for no limit, or 'default' to hand it back to config.toml; options "
+        "left out keep their value. Without options, show the key's limits.",
+    )
+    limits.add_argument("key", metavar="ID", help="key id")
+    limits.add_argument("--rpm", type=_count_or_default, help="requests per minute")
+    limits.add_argument("--tpm", type=_count_or_default, help="tokens per minute")
+    limits.add_argument("--daily-budget", type=_usd_or_default, help="USD per day")
+    limits.add_argument("--monthly-budget", type=_usd_or_default, help="USD per month")
+    limits.set_defaults(handler=_limits)
 
 
 def _migrate(args: argparse.Namespace) -> int:
@@ -161,6 +176,77 @@ def _revoke(args: argparse.Namespace) -> int:
         return 0
 
     return _guard(work)
+
+
+_DEFAULT = "default"
+
+
+def _limits(args: argparse.Namespace) -> int:
+    import uuid
+
+    from spine.storage import api_keys
+
+    given = {
+        "rpm": args.rpm,
+        "tpm": args.tpm,
+        "daily_budget_usd": args.daily_budget,
+        "monthly_budget_usd": args.monthly_budget,
+    }
+    changes = api_keys.KeyChanges(
+        limits={name: None if v == _DEFAULT else v for name, v in given.items() if v is not None}
+    )
+    try:
+        key_id = uuid.UUID(args.key)
+    except ValueError:
+        _err(f"spine: '{args.key}' is not a key id (see `spine keys list`)")
+        return 1
+
+    def work() -> int:
+        settings = _settings()
+
+        async def op(conn: AsyncConnection[Any]) -> api_keys.ApiKeyRow | None:
+            return await api_keys.update_key(conn, key_id, changes)
+
+        row = _with_connection(settings, op)
+        if row is None:
+            _err(f"spine: no API key with id '{args.key}'")
+            return 1
+
+        def shown(value: object) -> str:
+            return "default" if value is None else ("unlimited" if value == 0 else str(value))
+
+        _out(f"key:            {row.id} ({row.name})")
+        _out(f"rpm:            {shown(row.rpm)}")
+        _out(f"tpm:            {shown(row.tpm)}")
+        _out(f"daily budget:   {shown(row.daily_budget_usd)}")
+        _out(f"monthly budget: {shown(row.monthly_budget_usd)}")
+        return 0
+
+    return _guard(work)
+
+
+def _count_or_default(text: str) -> int | str:
+    if text == _DEFAULT:
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number or 'default': {text!r}") from None
+    if not 0 <= value < 2**31:
+        raise argparse.ArgumentTypeError(f"out of range: {text}")
+    return value
+
+
+def _usd_or_default(text: str) -> Decimal | str:
+    if text == _DEFAULT:
+        return text
+    try:
+        value = Decimal(text)
+    except ArithmeticError:
+        raise argparse.ArgumentTypeError(f"not an amount or 'default': {text!r}") from None
+    if not value.is_finite() or not 0 <= value < 10**12:
+        raise argparse.ArgumentTypeError(f"out of range: {text}")
+    return value
 
 
 # --- helpers -------------------------------------------------------------------------

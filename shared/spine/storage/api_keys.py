@@ -16,7 +16,7 @@ import hashlib
 import secrets
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
@@ -64,13 +64,42 @@ WITH hit AS (
 """
 _AUTHENTICATE = AUTHENTICATE_CTES + "SELECT * FROM hit"  # noqa: S608 - constant SQL
 
-_LIST = """
-SELECT id, name, prefix, principal, tenant, scopes, tier,
-       created_at, expires_at, revoked_at, last_used_at
+_ROW_COLUMNS = """id, name, prefix, principal, tenant, scopes, tier,
+       created_at, expires_at, revoked_at, last_used_at,
+       rpm, tpm, daily_budget_usd, monthly_budget_usd"""
+
+# `tenant` NULL: every tenant's keys (a global administrator).
+_LIST = f"""
+SELECT {_ROW_COLUMNS}
 FROM api_keys
-WHERE %(all)s OR revoked_at IS NULL
+WHERE (%(all)s OR revoked_at IS NULL)
+  AND (%(tenant)s::text IS NULL OR tenant = %(tenant)s::text)
 ORDER BY created_at, id
-"""
+"""  # noqa: S608 - constant SQL
+
+_GET = f"""
+SELECT {_ROW_COLUMNS} FROM api_keys
+WHERE id = %(id)s AND (%(tenant)s::text IS NULL OR tenant = %(tenant)s::text)
+"""  # noqa: S608 - constant SQL
+
+# A None value keeps the column unless its `set_*` flag says to write it, so an
+# explicit null can hand a limit back to the config default.
+_UPDATE = f"""
+UPDATE api_keys SET
+    name = coalesce(%(name)s, name),
+    rpm = CASE WHEN %(set_rpm)s THEN %(rpm)s ELSE rpm END,
+    tpm = CASE WHEN %(set_tpm)s THEN %(tpm)s ELSE tpm END,
+    daily_budget_usd = CASE WHEN %(set_day)s THEN %(day)s ELSE daily_budget_usd END,
+    monthly_budget_usd = CASE WHEN %(set_month)s THEN %(month)s ELSE monthly_budget_usd END
+WHERE id = %(id)s AND (%(tenant)s::text IS NULL OR tenant = %(tenant)s::text)
+RETURNING {_ROW_COLUMNS}
+"""  # noqa: S608 - constant SQL
+
+_REVOKE_BY_ID = f"""
+UPDATE api_keys SET revoked_at = coalesce(revoked_at, now())
+WHERE id = %(id)s AND (%(tenant)s::text IS NULL OR tenant = %(tenant)s::text)
+RETURNING {_ROW_COLUMNS}
+"""  # noqa: S608 - constant SQL
 
 # Revoking twice keeps the first revocation time.
 _REVOKE = """
@@ -95,8 +124,8 @@ class ApiKeyRow:
     revoked_at: datetime | None
     last_used_at: datetime | None
     # The key's rate-limit/budget overrides (migrations/0002_limits.sql), read by
-    # `authenticate` so admission needs no second lookup; other statements leave
-    # them None.
+    # `authenticate` so admission needs no second lookup; create and revoke-by-prefix
+    # leave them None.
     rpm: int | None = None
     tpm: int | None = None
     daily_budget_usd: Decimal | None = None
@@ -170,11 +199,64 @@ async def authenticate(conn: Connection, plaintext: str) -> ApiKeyRow | None:
         return await cur.fetchone()
 
 
-async def list_keys(conn: Connection, *, include_revoked: bool = True) -> list[ApiKeyRow]:
-    """Every key, oldest first."""
+async def list_keys(
+    conn: Connection, *, include_revoked: bool = True, tenant: str | None = None
+) -> list[ApiKeyRow]:
+    """Every key (of `tenant`, when given), oldest first."""
     async with conn.cursor(row_factory=class_row(ApiKeyRow)) as cur:
-        await cur.execute(_LIST, {"all": include_revoked})
+        await cur.execute(_LIST, {"all": include_revoked, "tenant": tenant})
         return await cur.fetchall()
+
+
+async def get_key(
+    conn: Connection, key_id: uuid.UUID, *, tenant: str | None = None
+) -> ApiKeyRow | None:
+    """The key with this id (within `tenant`, when given), revoked or not."""
+    async with conn.cursor(row_factory=class_row(ApiKeyRow)) as cur:
+        await cur.execute(_GET, {"id": key_id, "tenant": tenant})
+        return await cur.fetchone()
+
+
+@dataclass(frozen=True)
+class KeyChanges:
+    """What an update writes. `limits` holds only the limit columns to set (rpm,
+    tpm, daily_budget_usd, monthly_budget_usd); None there means the config default
+    applies again, 0 means no limit."""
+
+    name: str | None = None
+    limits: dict[str, int | Decimal | None] = field(default_factory=dict)
+
+
+async def update_key(
+    conn: Connection, key_id: uuid.UUID, changes: KeyChanges, *, tenant: str | None = None
+) -> ApiKeyRow | None:
+    """Apply `changes`; None when no such key (within `tenant`)."""
+    limits = changes.limits
+    params = {
+        "id": key_id,
+        "tenant": tenant,
+        "name": changes.name,
+        "set_rpm": "rpm" in limits,
+        "rpm": limits.get("rpm"),
+        "set_tpm": "tpm" in limits,
+        "tpm": limits.get("tpm"),
+        "set_day": "daily_budget_usd" in limits,
+        "day": limits.get("daily_budget_usd"),
+        "set_month": "monthly_budget_usd" in limits,
+        "month": limits.get("monthly_budget_usd"),
+    }
+    async with conn.cursor(row_factory=class_row(ApiKeyRow)) as cur:
+        await cur.execute(_UPDATE, params)
+        return await cur.fetchone()
+
+
+async def revoke_key_by_id(
+    conn: Connection, key_id: uuid.UUID, *, tenant: str | None = None
+) -> ApiKeyRow | None:
+    """Revoke one key by id (within `tenant`); the first revocation time is kept."""
+    async with conn.cursor(row_factory=class_row(ApiKeyRow)) as cur:
+        await cur.execute(_REVOKE_BY_ID, {"id": key_id, "tenant": tenant})
+        return await cur.fetchone()
 
 
 async def revoke_key(conn: Connection, key: str) -> ApiKeyRow | None:
