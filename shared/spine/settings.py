@@ -171,6 +171,13 @@ class LimitsSettings(_Section):
     max_messages: Annotated[int, Field(ge=1)] = 2048
 
 
+class RetentionSettings(_Section):
+    """What the scheduled maintenance deletes (spine.maintenance)."""
+
+    usage_days: Annotated[int, Field(ge=0)] = 0  # 0: keep every usage row
+    batch_size: Annotated[int, Field(ge=1, le=100_000)] = 5000
+
+
 class FunctionSettings(_Section):
     verify_jwt: bool = True
 
@@ -183,6 +190,7 @@ class Settings(_Section):
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     limits: LimitsSettings = Field(default_factory=LimitsSettings)
     secrets: SecretsSettings = Field(default_factory=SecretsSettings)
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
     functions: dict[str, FunctionSettings] = Field(default_factory=dict)
     # Where the file was read from; relative paths in it resolve against its folder.
     base_dir: str = "."

@@ -1,4 +1,4 @@
-"""`spine migrate` and `spine keys create|list|revoke|limits`.
+"""`spine migrate`, `spine maintenance` and `spine keys create|list|revoke|limits`.
 
 The database is DATABASE_URL when set, else the embedded server (started for the
 command and stopped when it exits, unless another process such as `make dev` still
@@ -34,6 +34,12 @@ class _CommandError(Exception):
 def register(subparsers: Any) -> None:
     migrate = subparsers.add_parser("migrate", help="apply pending database migrations")
     migrate.set_defaults(handler=_migrate)
+
+    maintenance = subparsers.add_parser(
+        "maintenance",
+        help="delete expired limit windows and cache entries, and usage past retention",
+    )
+    maintenance.set_defaults(handler=_maintenance)
 
     keys = subparsers.add_parser("keys", help="create, list and revoke API keys")
     sub = keys.add_subparsers(dest="keys_command", metavar="ACTION", required=True)
@@ -95,6 +101,22 @@ def _migrate(args: argparse.Namespace) -> int:
         return 0
 
     return _guard(work, migrate.MigrationError)
+
+
+def _maintenance(args: argparse.Namespace) -> int:
+    from spine.maintenance import run_maintenance
+
+    def work() -> int:
+        settings = _settings()
+
+        async def op(conn: AsyncConnection[Any]) -> dict[str, int]:
+            return await run_maintenance(conn, settings)
+
+        for table, deleted in _with_connection(settings, op).items():
+            _out(f"{table}: {deleted} rows deleted")
+        return 0
+
+    return _guard(work)
 
 
 def _create(args: argparse.Namespace) -> int:
