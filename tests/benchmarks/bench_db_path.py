@@ -8,7 +8,10 @@ connection (as a warm Lambda container does), against an embedded Postgres (or
 DATABASE_URL). Round trips are counted by a cursor class that counts `execute`
 calls: every statement here is one round trip (autocommit, no pipelining). Two
 configurations: no limits configured, and every limit on (rpm, tpm, daily and
-monthly budget, a per-model rpm/tpm).
+monthly budget, a per-model rpm/tpm), each without and with a chat session
+(`session_id`: the session and its history loaded in one statement before the
+provider call, the user turn and the reply stored in one statement after it; the
+sessions hold 20 to 40 turns).
 """
 
 from __future__ import annotations
@@ -43,9 +46,18 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))]
 
 
-async def one_request(conn: Any, plaintext: str, limits: Any, entry: Any) -> None:
+SESSIONS = 100
+SESSION_TURNS = 20
+# Loaded per request at most ([limits] max_messages, the default).
+HISTORY_LIMIT = 2048
+
+
+async def one_request(
+    conn: Any, plaintext: str, limits: Any, entry: Any, session: Any = None
+) -> None:
     from spine.auth.principal import KeyLimits, Principal
     from spine.limits.admission import admit_request, settlement
+    from spine.storage import sessions
     from spine.storage.api_keys import authenticate
     from spine.storage.limits import settle_and_record_usage
     from spine.storage.usage import UsageRecord
@@ -61,6 +73,11 @@ async def one_request(conn: Any, plaintext: str, limits: Any, entry: Any) -> Non
     reservation = await admit_request(
         conn, principal, limits, entry, tokens=300, cost_usd=Decimal("0.0001")
     )
+    if session is not None:
+        loaded = await sessions.load_session(
+            conn, session, SESSION_ID[session], history=HISTORY_LIMIT
+        )
+        assert loaded is not None
     # The provider call happens here; then the settlement and the usage row are one
     # statement (spine.usage.recorder.SettlingRecorder).
     adjustments = (
@@ -95,9 +112,43 @@ async def one_request(conn: Any, plaintext: str, limits: Any, entry: Any) -> Non
             metadata={},
         ),
     )
+    if session is not None:
+        stored = await sessions.append_messages(
+            conn, session, SESSION_ID[session], TURN, request_id=f"req_{uuid.uuid4().hex}"
+        )
+        assert len(stored) == 2
 
 
-async def measure(db_url: str, requests: int, *, limited: bool) -> dict[str, float]:
+SESSION_ID: dict[Any, uuid.UUID] = {}
+TURN: list[Any] = []
+
+
+async def create_sessions(conn: Any) -> list[Any]:
+    """SESSIONS sessions of SESSION_TURNS turns each, one owner per session."""
+    from spine.storage import sessions
+
+    TURN[:] = [
+        sessions.NewMessage(role="user", content="What is the capital of France? " * 4, tokens=30),
+        sessions.NewMessage(
+            role="assistant", content="The capital of France is Paris. " * 6, tokens=42
+        ),
+    ]
+    owners = []
+    for i in range(SESSIONS):
+        owner = sessions.Owner(tenant="bench", subject=f"user-{i}")
+        row = await sessions.create_session(
+            conn, owner, title="t", model="gpt-bench", system_prompt="Be brief."
+        )
+        SESSION_ID[owner] = row.id
+        for _ in range(SESSION_TURNS):
+            await sessions.append_messages(conn, owner, row.id, TURN, request_id="seed")
+        owners.append(owner)
+    return owners
+
+
+async def measure(
+    db_url: str, requests: int, *, limited: bool, with_session: bool
+) -> dict[str, float]:
     from spine.registry.schema import ModelEntry
     from spine.settings import LimitsSettings
     from spine.storage.api_keys import create_key
@@ -123,13 +174,15 @@ async def measure(db_url: str, requests: int, *, limited: bool) -> dict[str, flo
             "limits": model_limits,
         }
     )
-    for _ in range(50):  # warm up
-        await one_request(conn, plaintext, limits, entry)
+    owners = await create_sessions(conn) if with_session else [None]
+    for i in range(50):  # warm up
+        await one_request(conn, plaintext, limits, entry, owners[i % len(owners)])
     CountingCursor.executes = 0
     timings = []
-    for _ in range(requests):
+    for i in range(requests):
+        session = owners[i % len(owners)]
         started = time.perf_counter()
-        await one_request(conn, plaintext, limits, entry)
+        await one_request(conn, plaintext, limits, entry, session)
         timings.append((time.perf_counter() - started) * 1000)
     await conn.close()
     return {
@@ -152,14 +205,18 @@ def main() -> int:
 
         try:
             db_url = ensure_database(get_settings())
-            for limited in (False, True):
-                result = asyncio.run(measure(db_url, args.requests, limited=limited))
-                label = "every limit on" if limited else "no limits configured"
-                print(
-                    f"{label:22}: {result['round_trips']:.2f} round trips/request, "
-                    f"p50 {result['p50_ms']:.2f} ms, p99 {result['p99_ms']:.2f} ms "
-                    f"({args.requests} requests)"
-                )
+            for with_session in (False, True):
+                for limited in (False, True):
+                    result = asyncio.run(
+                        measure(db_url, args.requests, limited=limited, with_session=with_session)
+                    )
+                    label = "every limit on" if limited else "no limits configured"
+                    label += " + session" if with_session else ""
+                    print(
+                        f"{label:32}: {result['round_trips']:.2f} round trips/request, "
+                        f"p50 {result['p50_ms']:.2f} ms, p99 {result['p99_ms']:.2f} ms "
+                        f"({args.requests} requests)"
+                    )
         finally:
             embedded.stop(Path(folder) / "pgdata")
     return 0

@@ -28,10 +28,19 @@ def prompts_app() -> FastAPI:
     return create_app("prompts", [prompts.router])
 
 
-def auth_app() -> FastAPI:
-    from spine.api.routes import auth
+def sessions_app() -> FastAPI:
+    # POST /v1/sessions/{id}/messages calls models: the provider SDKs are imported
+    # on first use, so the CRUD calls never pay for them.
+    from spine.api.routes import sessions
 
-    return create_app("auth", [auth.router])
+    return create_app("sessions", [sessions.router])
+
+
+def auth_app() -> FastAPI:
+    # Identity: the token exchange and key administration.
+    from spine.api.routes import auth, keys
+
+    return create_app("auth", [auth.router, keys.router])
 
 
 def usage_app() -> FastAPI:

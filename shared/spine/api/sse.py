@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
+from collections.abc import AsyncIterator
+from typing import Any, Protocol
 
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from spine.chat.streaming import CompletionStream
 from spine.errors import SpineError, error_body
 from spine.observability import get_logger
 
@@ -43,6 +43,18 @@ def error_event(exc: SpineError) -> bytes:
     return b"event: error\n" + data_event(body)
 
 
+class RelayedStream(Protocol):
+    """What the response relays: a `spine.chat.streaming.CompletionStream`, or a
+    wrapper of one (a session's stream stores the turn at its end)."""
+
+    @property
+    def model(self) -> str: ...
+
+    def chunks(self) -> AsyncIterator[dict[str, Any]]: ...
+
+    async def aclose(self) -> None: ...
+
+
 class _ClientGone(Exception):
     """A send failed: the client's connection is closed."""
 
@@ -50,7 +62,7 @@ class _ClientGone(Exception):
 class EventStreamResponse(Response):
     media_type = "text/event-stream"
 
-    def __init__(self, stream: CompletionStream, headers: dict[str, str]) -> None:
+    def __init__(self, stream: RelayedStream, headers: dict[str, str]) -> None:
         super().__init__(
             status_code=200,
             headers={**EVENT_STREAM_HEADERS, **headers},

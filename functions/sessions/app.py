@@ -1,0 +1,7 @@
+"""Lambda entry of the `sessions` function: builds its app from the shared layer."""
+
+from spine.api.functions import sessions_app
+from spine.api.handler import make_handler
+
+app = sessions_app()
+handler = make_handler(app)

@@ -1,0 +1,240 @@
+"""The chat session API: sessions, their transcripts, and sending a message.
+
+Handlers are thin: parse (after authentication), call `spine.sessions`, shape the
+response. Every session belongs to its principal: anyone else gets 404 on every
+verb, and an anonymous caller 401 (`spine.sessions.service.owner_of`).
+
+Lists use OpenAI's list shape: sessions newest first, a transcript oldest first (the
+order it is read in); `after` is the last id of the previous page.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from spine.api.app import AppState
+from spine.api.body import parse_body
+from spine.api.deps import PrincipalDep, RegistryDep, StateDep
+from spine.api.routes.chat import call_headers
+from spine.api.session_chat import session_headers
+from spine.auth.principal import Principal
+from spine.chat.service import CallContext
+from spine.errors import InvalidRequestError
+from spine.registry.resolve import Registry
+from spine.schemas.openai import ChatCompletionRequest
+from spine.schemas.sessions import SessionCreate, SessionMessageCreate, SessionUpdate
+from spine.sessions import service
+from spine.sessions.chat import complete_in_session
+from spine.sessions.service import SessionTurn
+from spine.storage.sessions import MessageRow, SessionRow
+
+router = APIRouter()
+
+DEFAULT_PAGE = 20
+MAX_PAGE = 100
+
+
+@router.post("/v1/sessions", status_code=201)
+async def create_session(
+    request: Request, principal: PrincipalDep, registry: RegistryDep
+) -> dict[str, Any]:
+    service.owner_of(principal)  # 401 before the body is judged
+    body = await parse_body(request, SessionCreate)
+    return session_object(await service.create_session(principal, body, registry))
+
+
+@router.get("/v1/sessions")
+async def list_sessions(request: Request, principal: PrincipalDep) -> dict[str, Any]:
+    query = _query(request, {"limit", "after"})
+    rows, has_more = await service.list_sessions(
+        principal, limit=_limit(query), after=query.get("after")
+    )
+    return _page([session_object(row) for row in rows], has_more)
+
+
+@router.get("/v1/sessions/{session_id}")
+async def get_session(session_id: str, principal: PrincipalDep) -> dict[str, Any]:
+    return session_object(await service.get_session(principal, session_id))
+
+
+@router.patch("/v1/sessions/{session_id}")
+async def update_session(
+    session_id: str, request: Request, principal: PrincipalDep, registry: RegistryDep
+) -> dict[str, Any]:
+    service.owner_of(principal)
+    body = await parse_body(request, SessionUpdate)
+    return session_object(await service.update_session(principal, session_id, body, registry))
+
+
+@router.delete("/v1/sessions/{session_id}")
+async def delete_session(session_id: str, principal: PrincipalDep) -> dict[str, Any]:
+    deleted = await service.delete_session(principal, session_id)
+    return {"id": str(deleted), "object": "chat.session.deleted", "deleted": True}
+
+
+@router.get("/v1/sessions/{session_id}/messages")
+async def list_messages(
+    session_id: str, request: Request, principal: PrincipalDep
+) -> dict[str, Any]:
+    query = _query(request, {"limit", "after"})
+    rows, has_more = await service.list_messages(
+        principal, session_id, limit=_limit(query), after=query.get("after")
+    )
+    return _page([message_object(row) for row in rows], has_more)
+
+
+@router.post("/v1/sessions/{session_id}/messages")
+async def send_message(
+    session_id: str,
+    request: Request,
+    state: StateDep,
+    principal: PrincipalDep,
+    registry: RegistryDep,
+) -> JSONResponse:
+    """Run the session's model on its system prompt, trimmed history and this user
+    message; store the message and the reply together; return both and the
+    completion."""
+    service.owner_of(principal)
+    body = await parse_body(request, SessionMessageCreate)
+    loaded = await service.load_session(
+        principal, session_id, history=state.settings.limits.max_messages
+    )
+    chat_request = ChatCompletionRequest.model_validate(
+        {
+            "model": loaded.session.model,
+            "messages": [{"role": "user", "content": body.content}],
+            **body.model_dump(exclude_unset=True, exclude={"content"}),
+        }
+    )
+    turn = service.build_turn(principal, loaded, chat_request, registry)
+    ctx = await _admitted_context(request, state, principal, registry, turn)
+    reply = await complete_in_session(turn, ctx)
+    content = {
+        "object": "chat.session.reply",
+        "session_id": str(turn.session.id),
+        "turns_dropped": turn.turns_dropped,
+        "messages": [message_object(row) for row in reply.stored],
+        "completion": reply.completion.model_dump(mode="json"),
+    }
+    return JSONResponse(content, headers={**call_headers(reply.result), **session_headers(turn)})
+
+
+async def _admitted_context(
+    request: Request, state: AppState, principal: Principal, registry: Registry, turn: SessionTurn
+) -> CallContext:
+    """Rate limits and budgets for the session's model, taken as
+    `spine.api.deps.call_context` takes them for a chat body; the estimate covers the
+    history sent (the body here names no model and holds one message)."""
+    from spine.api.limits import HEADERS_STATE_KEY
+    from spine.api.middleware import RESERVATION_STATE_KEY
+    from spine.limits.admission import admit_request, estimate_cost, estimate_tokens
+    from spine.storage import db
+    from spine.usage.recorder import SettlingRecorder
+
+    entry = registry.resolve(turn.request.model).entry
+    prompt = turn.request.model_dump_json(exclude_none=True).encode()
+    max_tokens = turn.request.output_limit()
+    reservation = await admit_request(
+        await db.connection(),
+        principal,
+        state.settings.limits,
+        entry,
+        tokens=estimate_tokens(prompt, max_tokens),
+        cost_usd=estimate_cost(entry, prompt, max_tokens),
+    )
+    recorder = state.recorder
+    if reservation is not None:
+        setattr(request.state, HEADERS_STATE_KEY, reservation.headers())
+        setattr(request.state, RESERVATION_STATE_KEY, reservation)
+        recorder = SettlingRecorder(recorder, reservation)
+    return CallContext(
+        request_id=request.state.request_id,
+        principal=principal,
+        settings=state.settings,
+        registry=registry,
+        recorder=recorder,
+    )
+
+
+# --- response shapes (API objects, mapped explicitly from rows) ---------------------
+
+
+def session_object(row: SessionRow) -> dict[str, Any]:
+    return {
+        "id": str(row.id),
+        "object": "chat.session",
+        "title": row.title,
+        "model": row.model,
+        "system_prompt": row.system_prompt,
+        "message_count": row.message_count,
+        "created_at": _epoch(row.created_at),
+        "updated_at": _epoch(row.updated_at),
+    }
+
+
+def message_object(row: MessageRow) -> dict[str, Any]:
+    return {
+        "id": str(row.id),
+        "object": "chat.session.message",
+        "session_id": str(row.session_id),
+        "role": row.role,
+        "content": row.parts if row.parts is not None else row.content,
+        "name": row.name,
+        "tool_calls": row.tool_calls,
+        "tool_call_id": row.tool_call_id,
+        "request_id": row.request_id,
+        "tokens": row.tokens,
+        "created_at": _epoch(row.created_at),
+    }
+
+
+# --- query parameters ---------------------------------------------------------------
+
+
+def _query(request: Request, allowed: Iterable[str]) -> dict[str, str]:
+    """The query parameters, each at most once and each one known (else 400)."""
+    allowed = set(allowed)
+    values: dict[str, str] = {}
+    for name, value in request.query_params.multi_items():
+        if name not in allowed:
+            raise InvalidRequestError(
+                f"Unrecognized query parameter: {name[:64]}", param=name, code="unknown_parameter"
+            )
+        if name in values:
+            raise InvalidRequestError(f"Query parameter '{name}' given twice.", param=name)
+        values[name] = value
+    return values
+
+
+def _limit(query: dict[str, str]) -> int:
+    raw = query.get("limit")
+    if raw is None:
+        return DEFAULT_PAGE
+    # ASCII digits only ('²' is a digit to str.isdigit), and few of them.
+    value = int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 4 else None
+    if value is None or not 1 <= value <= MAX_PAGE:
+        raise InvalidRequestError(
+            f"'limit' must be an integer from 1 to {MAX_PAGE}, got '{raw[:32]}'.",
+            param="limit",
+            code="invalid_value",
+        )
+    return value
+
+
+def _page(data: list[dict[str, Any]], has_more: bool) -> dict[str, Any]:
+    return {
+        "object": "list",
+        "data": data,
+        "first_id": data[0]["id"] if data else None,
+        "last_id": data[-1]["id"] if data else None,
+        "has_more": has_more,
+    }
+
+
+def _epoch(moment: datetime) -> int:
+    return int(moment.timestamp())
