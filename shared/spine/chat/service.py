@@ -1,6 +1,7 @@
-"""Chat and text completions: resolve the model, check the request, call the
-provider (with retries and fallbacks, see `spine.chat.resilience`), record one usage
-row. No HTTP here: callers get models or domain errors."""
+"""Chat and text completions: resolve the model, check the request, answer from the
+response cache when it holds the answer (`spine.chat.cache`), else call the provider
+(with retries and fallbacks, see `spine.chat.resilience`) and keep a cacheable answer;
+record one usage row. No HTTP here: callers get models or domain errors."""
 
 from __future__ import annotations
 
@@ -10,6 +11,16 @@ from decimal import Decimal
 from typing import Any
 
 from spine.auth.principal import Principal
+from spine.chat.cache import (
+    CacheControl,
+    CacheHit,
+    CachePlan,
+    CacheStatus,
+    find,
+    plan_cache,
+    record_hit,
+    store_answer,
+)
 from spine.chat.params import (
     apply_defaults,
     check_chat_request,
@@ -59,10 +70,12 @@ class CallResult:
     usage: Usage = field(default_factory=Usage)
     # The model the client asked for, when a fallback answered instead.
     fallback_from: str | None = None
+    # HIT or MISS when the response cache took part in the request, else None.
+    cache: CacheStatus | None = None
 
 
 async def create_chat_completion(
-    request: ChatCompletionRequest, ctx: CallContext
+    request: ChatCompletionRequest, ctx: CallContext, *, cache: CacheControl | None = None
 ) -> tuple[ChatCompletion, CallResult]:
     resolved = ctx.registry.resolve(request.model)
 
@@ -76,15 +89,22 @@ async def create_chat_completion(
         return await provider.chat(candidate.target, effective)
 
     started = time.perf_counter()
+    plan = plan_cache(ctx, resolved, "chat.completions", prepare, cache)
+    if plan is not None and (hit := await find(ctx, resolved, plan)) is not None:
+        assert isinstance(hit.answer, ChatCompletion)
+        return hit.answer, await _answered_from_cache(ctx, resolved, hit, plan, started)
     served = await serve(ctx, resolved, "chat.completions", prepare, call)
     response = served.value
     result = await _record_success(ctx, served, response.usage, "chat.completions", started)
     response.model = result.resolved.entry.id
+    if plan is not None:
+        result.cache = "MISS"
+        await _keep(ctx, plan, response, result)
     return response, result
 
 
 async def create_completion(
-    request: CompletionRequest, ctx: CallContext
+    request: CompletionRequest, ctx: CallContext, *, cache: CacheControl | None = None
 ) -> tuple[TextCompletion, CallResult]:
     resolved = ctx.registry.resolve(request.model)
     _require_completions(resolved, request.model)
@@ -101,10 +121,17 @@ async def create_completion(
         return await provider.complete(candidate.target, effective)
 
     started = time.perf_counter()
+    plan = plan_cache(ctx, resolved, "completions", prepare, cache)
+    if plan is not None and (hit := await find(ctx, resolved, plan)) is not None:
+        assert isinstance(hit.answer, TextCompletion)
+        return hit.answer, await _answered_from_cache(ctx, resolved, hit, plan, started)
     served = await serve(ctx, resolved, "completions", prepare, call)
     response = served.value
     result = await _record_success(ctx, served, response.usage, "completions", started)
     response.model = result.resolved.entry.id
+    if plan is not None:
+        result.cache = "MISS"
+        await _keep(ctx, plan, response, result)
     return response, result
 
 
@@ -140,3 +167,36 @@ async def _record_success(
         metadata=served.metadata(),
     )
     return result
+
+
+def cache_hit_result(requested: ResolvedModel, hit: CacheHit) -> CallResult:
+    """Who gave the cached answer (a fallback, maybe), at no provider cost."""
+    answered = hit.resolved.entry.id
+    return CallResult(
+        resolved=hit.resolved,
+        target=hit.target,
+        usage=hit.usage,
+        fallback_from=requested.entry.id if answered != requested.entry.id else None,
+        cache="HIT",
+    )
+
+
+async def _answered_from_cache(
+    ctx: CallContext, requested: ResolvedModel, hit: CacheHit, plan: CachePlan, started: float
+) -> CallResult:
+    result = cache_hit_result(requested, hit)
+    result.latency_ms = (time.perf_counter() - started) * 1000
+    await record_hit(ctx, hit, plan.endpoint, latency_ms=result.latency_ms, stream=False)
+    return result
+
+
+async def _keep(
+    ctx: CallContext, plan: CachePlan, answer: ChatCompletion | TextCompletion, result: CallResult
+) -> None:
+    await store_answer(
+        ctx,
+        plan,
+        answer,
+        provider=result.target.provider.value,
+        deployment=result.target.deployment,
+    )

@@ -10,6 +10,11 @@ failure mid-stream (status error) or a client that went away (the upstream call 
 closed, so the provider stops generating). When the provider never reported usage
 (a cut stream) the tokens are estimated from the text streamed so far and the row
 says so in its metadata.
+
+With the response cache (`spine.chat.cache`), a hit is replayed as the chunks of the
+cached answer through the same `CompletionStream` (its usage row says cache hit, at
+no provider cost), and a miss that finishes normally is assembled and kept, so a
+later streamed or non-streamed request can hit.
 """
 
 from __future__ import annotations
@@ -17,12 +22,15 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import AsyncGenerator
+from decimal import Decimal
 from typing import Any, Literal
 
+from spine.chat.cache import CacheControl, CacheHit, CachePlan, find, plan_cache
+from spine.chat.cache_replay import StreamCapture, replay_chunks
 from spine.chat.params import apply_defaults, check_chat_request, check_completion_request
 from spine.chat.recording import emit_call_metrics
 from spine.chat.resilience import Candidate, Served, serve
-from spine.chat.service import CallContext, CallResult
+from spine.chat.service import CallContext, CallResult, cache_hit_result
 from spine.errors import ClientDisconnectedError, InvalidRequestError, SpineError, UpstreamError
 from spine.observability import get_logger
 from spine.providers import get_provider
@@ -42,7 +50,7 @@ _BYTES_PER_TOKEN = 4
 
 
 async def stream_chat_completion(
-    request: ChatCompletionRequest, ctx: CallContext
+    request: ChatCompletionRequest, ctx: CallContext, *, cache: CacheControl | None = None
 ) -> CompletionStream:
     resolved = ctx.registry.resolve(request.model)
 
@@ -64,10 +72,16 @@ async def stream_chat_completion(
         await stream.open(provider.chat_stream(candidate.target, effective))
         return stream
 
-    return _served_stream(await serve(ctx, resolved, "chat.completions", prepare, call))
+    plan = plan_cache(ctx, resolved, "chat.completions", prepare, cache)
+    if plan is not None and (hit := await find(ctx, resolved, plan)) is not None:
+        return await _replay(ctx, resolved, hit, "chat.completions", _include_usage(request))
+    served = await serve(ctx, resolved, "chat.completions", prepare, call)
+    return _served_stream(served, ctx, plan)
 
 
-async def stream_completion(request: CompletionRequest, ctx: CallContext) -> CompletionStream:
+async def stream_completion(
+    request: CompletionRequest, ctx: CallContext, *, cache: CacheControl | None = None
+) -> CompletionStream:
     resolved = ctx.registry.resolve(request.model)
     _require_completions(resolved, request.model)
 
@@ -91,15 +105,47 @@ async def stream_completion(request: CompletionRequest, ctx: CallContext) -> Com
         await stream.open(provider.complete_stream(candidate.target, effective))
         return stream
 
-    return _served_stream(await serve(ctx, resolved, "completions", prepare, call))
+    plan = plan_cache(ctx, resolved, "completions", prepare, cache)
+    if plan is not None and (hit := await find(ctx, resolved, plan)) is not None:
+        return await _replay(ctx, resolved, hit, "completions", _include_usage(request))
+    served = await serve(ctx, resolved, "completions", prepare, call)
+    return _served_stream(served, ctx, plan)
 
 
-def _served_stream(served: Served[CompletionStream]) -> CompletionStream:
+def _served_stream(
+    served: Served[CompletionStream], ctx: CallContext, plan: CachePlan | None
+) -> CompletionStream:
     """The stream that opened, told about the failed attempts before it (its usage
-    row, written when it ends, lists them)."""
+    row, written when it ends, lists them) and, on a cache miss, set to keep its
+    answer."""
     stream = served.value
     stream.result.fallback_from = served.fallback_from
     stream.metadata.update(served.metadata())
+    if plan is not None:
+        stream.result.cache = "MISS"
+        if plan.write:
+            stream.capture = StreamCapture(ctx, plan)
+    return stream
+
+
+async def _replay(
+    ctx: CallContext,
+    requested: ResolvedModel,
+    hit: CacheHit,
+    endpoint: Endpoint,
+    include_usage: bool,
+) -> CompletionStream:
+    """A stream of the cached answer's chunks; nothing upstream is called."""
+    stream = CompletionStream(
+        ctx,
+        cache_hit_result(requested, hit),
+        endpoint,
+        include_usage=include_usage,
+        prompt_bytes=0,
+        cache_hit=True,
+    )
+    stream.metadata.update(hit.usage_metadata())
+    await stream.open(replay_chunks(hit.answer))
     return stream
 
 
@@ -135,6 +181,7 @@ class CompletionStream:
         *,
         include_usage: bool,
         prompt_bytes: int,
+        cache_hit: bool = False,
     ) -> None:
         self.ctx = ctx
         self.result = result
@@ -151,6 +198,10 @@ class CompletionStream:
         self._recorded = False
         # Extra facts for the usage row (the failed attempts before this stream).
         self.metadata: dict[str, Any] = {}
+        # A replay of a cached answer: its row costs nothing and says cache hit.
+        self.cache_hit = cache_hit
+        # Set on a cache miss whose answer should be kept once the stream finishes.
+        self.capture: StreamCapture | None = None
 
     @property
     def model(self) -> str:
@@ -205,6 +256,8 @@ class CompletionStream:
             await self._record(error)
             raise error from exc
         await self._record(None)
+        if self.capture is not None:
+            await self.capture.store(self.result, self._usage)
 
     async def aclose(self) -> None:
         """End the stream: close the upstream call if it still runs (the SDK closes its
@@ -228,6 +281,8 @@ class CompletionStream:
         usage = chunk.get("usage")
         if usage:
             self._usage = Usage.model_validate(usage)
+        if self.capture is not None:
+            self.capture.add(chunk)
         for choice in chunk.get("choices") or []:
             self._streamed_bytes += len(_choice_text(choice).encode())
         if not chunk.get("choices") and usage and not self.include_usage:
@@ -257,7 +312,8 @@ class CompletionStream:
             result.usage = self._estimated_usage()
             metadata["usage_estimated"] = True
         result.latency_ms = (time.perf_counter() - self._started) * 1000
-        result.cost = cost_usd(result.resolved.entry.pricing, result.usage)
+        pricing = result.resolved.entry.pricing
+        result.cost = Decimal(0) if self.cache_hit else cost_usd(pricing, result.usage)
         await self.ctx.recorder.record(
             UsageEntry(
                 request_id=self.ctx.request_id,
@@ -271,10 +327,13 @@ class CompletionStream:
                 cost_usd=result.cost,
                 latency_ms=result.latency_ms,
                 error=error,
+                cache_hit=self.cache_hit,
                 prompt_version_id=self.ctx.prompt_version_id,
                 metadata=metadata,
             )
         )
+        if self.cache_hit:
+            return  # no provider was called: its latency and token metrics stay clean
         emit_call_metrics(
             result.resolved,
             result.target,

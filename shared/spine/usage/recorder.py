@@ -111,10 +111,11 @@ class SettlingRecorder:
         from spine.limits.admission import settlement
 
         usage = entry.usage
+        # A response-cache hit used no provider tokens: its estimate is given back
+        # (the request itself still counts against requests per minute).
+        tokens = usage.total_tokens or usage.prompt_tokens + usage.completion_tokens
         adjustments = settlement(
-            self.reservation,
-            tokens=usage.total_tokens or usage.prompt_tokens + usage.completion_tokens,
-            cost_usd=entry.cost_usd,
+            self.reservation, tokens=0 if entry.cache_hit else tokens, cost_usd=entry.cost_usd
         )
         if isinstance(self.inner, PostgresUsageRecorder):
             await self.inner.record_settling(entry, adjustments)

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from spine.api.body import parse_body
+from spine.api.cache_headers import cache_control
 from spine.api.deps import CallContextDep
 from spine.api.sse import EventStreamResponse
 from spine.chat.service import CallResult, create_chat_completion, create_completion
@@ -34,24 +35,33 @@ def stream_headers(result: CallResult) -> dict[str, str]:
     }
     if result.fallback_from is not None:
         headers["x-spine-fallback-from"] = result.fallback_from
+    if result.cache is not None:  # only when the response cache took part
+        headers["x-cache"] = result.cache
     return headers
 
 
 @router.post("/v1/chat/completions")
 async def chat_completions(request: Request, ctx: CallContextDep) -> Response:
     body = await parse_body(request, ChatCompletionRequest)
+    if body.session_id is not None:
+        # Imported here: only calls in a session pay for the session modules.
+        from spine.api.session_chat import session_chat_completion
+
+        return await session_chat_completion(body, ctx)
+    cache = cache_control(request)
     if body.stream:
-        stream = await stream_chat_completion(body, ctx)
+        stream = await stream_chat_completion(body, ctx, cache=cache)
         return EventStreamResponse(stream, stream_headers(stream.result))
-    response, result = await create_chat_completion(body, ctx)
+    response, result = await create_chat_completion(body, ctx, cache=cache)
     return JSONResponse(response.model_dump(mode="json"), headers=call_headers(result))
 
 
 @router.post("/v1/completions")
 async def completions(request: Request, ctx: CallContextDep) -> Response:
     body = await parse_body(request, CompletionRequest)
+    cache = cache_control(request)
     if body.stream:
-        stream = await stream_completion(body, ctx)
+        stream = await stream_completion(body, ctx, cache=cache)
         return EventStreamResponse(stream, stream_headers(stream.result))
-    response, result = await create_completion(body, ctx)
+    response, result = await create_completion(body, ctx, cache=cache)
     return JSONResponse(response.model_dump(mode="json"), headers=call_headers(result))

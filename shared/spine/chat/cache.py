@@ -1,0 +1,255 @@
+"""The exact-match response cache (docs/cache.md).
+
+The cache takes part in a request when its model (or profile) has a `cache_ttl` above
+0 and the request is deterministic (temperature 0, or a seed) or the client forces it
+(`x-spine-cache: force`). The key is the SHA-256 of canonical JSON holding the
+caller's scope, the endpoint and the effective request: the resolved model id and
+every field after the profile's and model's defaults, minus the fields that do not
+change the answer (`IGNORED_FIELDS`).
+
+The scope is the caller's tenant (else its subject): a cache shared across tenants
+would tell one tenant, through `x-cache: HIT` or the timing of a hit, which prompts
+another tenant sent. So tenants never share rows.
+
+The cache is an optimisation: a database failure while reading or writing it is
+logged and the provider answers, never an error for the client.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import ValidationError
+
+from spine.auth.principal import Principal
+from spine.errors import ContextWindowExceededError
+from spine.observability import emit_metric, get_logger
+from spine.providers.base import Target
+from spine.registry.resolve import ResolvedModel
+from spine.registry.schema import ProviderKind
+from spine.schemas.openai import ChatCompletion, SamplingParams, TextCompletion, Usage
+from spine.usage.recorder import UsageEntry
+
+if TYPE_CHECKING:
+    from spine.chat.service import CallContext
+    from spine.storage.response_cache import CachedRow
+
+logger = get_logger(__name__)
+
+CacheStatus = Literal["HIT", "MISS"]
+Answer = ChatCompletion | TextCompletion
+
+# Fields that do not change the answer: how it travels (stream, stream_options), the
+# caller's own tags (user, metadata) and Spine's session and storage flags.
+IGNORED_FIELDS = frozenset({"stream", "stream_options", "user", "metadata", "session_id", "store"})
+# Bumped when the key's recipe changes, so old rows are simply never found again.
+KEY_VERSION = 1
+# Answers complete by the request's own terms. A content_filter stop depends on the
+# provider's policy of the day, not on the request, so it is not kept.
+CACHEABLE_FINISH_REASONS = frozenset({"stop", "length", "tool_calls", "function_call"})
+
+
+@dataclass(frozen=True)
+class CacheControl:
+    """What the client asked of the cache (request headers, read in spine.api)."""
+
+    force: bool = False  # cache a non-deterministic request too
+    read: bool = True  # False: answer from the provider (Cache-Control: no-cache)
+    write: bool = True  # False: do not keep the answer (Cache-Control: no-store)
+
+
+@dataclass(frozen=True)
+class CachePlan:
+    """How the cache takes part in one request."""
+
+    key: bytes
+    scope: str
+    endpoint: str
+    ttl: int
+    read: bool
+    write: bool
+
+
+@dataclass(frozen=True)
+class CacheHit:
+    answer: Answer
+    row: CachedRow
+    resolved: ResolvedModel  # the model that gave the cached answer
+    target: Target  # where that answer came from (no key resolved: nothing is called)
+
+    @property
+    def usage(self) -> Usage:
+        return self.answer.usage
+
+    def usage_metadata(self) -> dict[str, Any]:
+        return {"cache": "hit", "cached_request_id": self.row.request_id}
+
+
+def cache_scope(principal: Principal) -> str:
+    """Whose rows a request may read and write: its tenant's, else its subject's."""
+    if principal.tenant:
+        return f"tenant:{principal.tenant}"
+    return f"subject:{principal.subject}"
+
+
+def request_key(scope: str, endpoint: str, effective: SamplingParams) -> bytes:
+    """SHA-256 of the canonical JSON of the scope, endpoint and effective request."""
+    fields = effective.model_dump(
+        mode="json", by_alias=True, exclude_none=True, exclude=set(IGNORED_FIELDS)
+    )
+    canonical = json.dumps(
+        {"v": KEY_VERSION, "scope": scope, "endpoint": endpoint, "request": fields},
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+    return hashlib.sha256(canonical.encode()).digest()
+
+
+def is_deterministic(effective: SamplingParams) -> bool:
+    return effective.temperature == 0 or effective.seed is not None
+
+
+def plan_cache(
+    ctx: CallContext,
+    resolved: ResolvedModel,
+    endpoint: str,
+    prepare: Callable[[ResolvedModel], SamplingParams],
+    control: CacheControl | None,
+) -> CachePlan | None:
+    """The cache's part in this request; None when it takes none (TTL 0, a
+    non-deterministic request not forced, or `no-store`).
+
+    `prepare` applies the requested model's defaults and checks, raising for an
+    invalid request as the call itself would, so a cached answer is never served
+    to a request the model would refuse."""
+    control = control or CacheControl()
+    if resolved.cache_ttl <= 0 or not (control.read or control.write):
+        return None
+    try:
+        effective = prepare(resolved)
+    except ContextWindowExceededError:
+        return None  # only a larger fallback can serve it: not cached
+    if not (control.force or is_deterministic(effective)):
+        return None
+    scope = cache_scope(ctx.principal)
+    return CachePlan(
+        key=request_key(scope, endpoint, effective),
+        scope=scope,
+        endpoint=endpoint,
+        ttl=resolved.cache_ttl,
+        read=control.read,
+        write=control.write,
+    )
+
+
+async def find(ctx: CallContext, resolved: ResolvedModel, plan: CachePlan) -> CacheHit | None:
+    """The live cached answer for `plan`, if the plan reads the cache and one exists
+    whose model is still in the registry."""
+    if not plan.read:
+        return None
+    from spine.storage import db, response_cache
+
+    try:
+        row = await response_cache.lookup(await db.connection(), plan.key, plan.scope, ttl=plan.ttl)
+    except Exception:
+        logger.warning("response cache read failed", exc_info=True)
+        row = None
+    hit = _hit(ctx, resolved, plan, row) if row is not None else None
+    emit_metric("CacheHits" if hit else "CacheMisses", 1, "Count", model=resolved.entry.id)
+    return hit
+
+
+def _hit(
+    ctx: CallContext, resolved: ResolvedModel, plan: CachePlan, row: CachedRow
+) -> CacheHit | None:
+    entry = ctx.registry.get(row.model_id)
+    if entry is None:
+        return None  # the model that answered is gone from models.yaml
+    answer_type = ChatCompletion if plan.endpoint == "chat.completions" else TextCompletion
+    try:
+        answer: Answer = answer_type.model_validate(row.response)
+    except ValidationError:
+        logger.warning("cached answer unreadable", extra={"model": row.model_id})
+        return None
+    try:
+        provider = ProviderKind(row.provider)
+    except ValueError:
+        provider = entry.provider
+    answered = (
+        resolved if entry.id == resolved.entry.id else dataclasses.replace(resolved, entry=entry)
+    )
+    target = Target(
+        entry=entry,
+        provider=provider,
+        model=entry.model,
+        base_url=None,
+        api_key=None,
+        timeouts=entry.timeouts,
+        deployment=row.deployment,
+    )
+    return CacheHit(answer=answer, row=row, resolved=answered, target=target)
+
+
+async def record_hit(
+    ctx: CallContext, hit: CacheHit, endpoint: str, *, latency_ms: float, stream: bool
+) -> None:
+    """The hit's one usage row: the cached answer's tokens, no provider cost."""
+    metadata: dict[str, Any] = hit.usage_metadata()
+    if stream:
+        metadata["stream"] = True
+    await ctx.recorder.record(
+        UsageEntry(
+            request_id=ctx.request_id,
+            principal=ctx.principal,
+            requested_model=hit.resolved.requested,
+            model_id=hit.resolved.entry.id,
+            provider=hit.target.provider.value,
+            deployment=hit.target.deployment,
+            endpoint=endpoint,
+            usage=hit.usage,
+            cost_usd=Decimal(0),
+            latency_ms=latency_ms,
+            cache_hit=True,
+            prompt_version_id=ctx.prompt_version_id,
+            metadata=metadata,
+        )
+    )
+
+
+def is_complete(answer: Answer) -> bool:
+    """Whether the answer may be kept: every choice finished by the request's terms."""
+    return bool(answer.choices) and all(
+        choice.finish_reason in CACHEABLE_FINISH_REASONS for choice in answer.choices
+    )
+
+
+async def store_answer(
+    ctx: CallContext, plan: CachePlan, answer: Answer, *, provider: str, deployment: str
+) -> None:
+    """Keep `answer` (its `model` is the registry model that gave it) for the plan's
+    TTL, if the plan writes and the answer is complete."""
+    if not plan.write or not is_complete(answer):
+        return
+    from spine.storage import db, response_cache
+
+    entry = response_cache.CacheEntry(
+        key=plan.key,
+        scope=plan.scope,
+        endpoint=plan.endpoint,
+        model_id=answer.model,
+        provider=provider,
+        deployment=deployment,
+        request_id=ctx.request_id,
+        response=answer.model_dump(mode="json"),
+    )
+    try:
+        await response_cache.store(await db.connection(), entry, ttl=plan.ttl)
+    except Exception:
+        logger.warning("response cache write failed", exc_info=True, extra={"model": answer.model})

@@ -1,0 +1,72 @@
+"""`spine local` serving template.yaml over real HTTP on a free loopback port, with a
+test's configuration: the chat function streams through it the way Lambda Web
+Adapter streams it deployed. Import the fixtures into a test module to use them."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import openai
+import pytest
+
+from spine.local.server import Emulator, make_server
+from spine.local.template import load_template
+from spine.settings import get_settings
+from spine.storage import db
+from tests.integration.conftest import Env
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def emulator_url(env: Env) -> Iterator[str]:
+    """`spine local` on a free port, serving template.yaml with the test's config."""
+    get_settings.cache_clear()
+    db.reset()
+    overrides = {
+        "SPINE_CONFIG": str(env.root / "config.toml"),
+        "SPINE_MODELS": str(env.models_path),
+        "SPINE_SERVICE__ENVIRONMENT": "test",
+    }
+    template = load_template(REPO / "template.yaml")
+    with Emulator(template, pool_size=2, env_vars={"Parameters": overrides}) as emulator:
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        server = make_server(emulator, "127.0.0.1", sock.getsockname()[1])
+        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+        thread.start()
+        deadline = time.monotonic() + 10
+        while not server.started:
+            assert time.monotonic() < deadline, "emulator did not start"
+            time.sleep(0.02)
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
+    get_settings.cache_clear()
+    db.reset()
+
+
+@pytest.fixture
+def client(emulator_url: str, api_key: str) -> Iterator[openai.OpenAI]:
+    """The official `openai` client pointed at the emulator, without its own retries."""
+    with openai.OpenAI(
+        base_url=f"{emulator_url}/v1", api_key=api_key, max_retries=0, timeout=30
+    ) as sdk:
+        yield sdk
+
+
+def rows_when_written(env: Env, count: int = 1, timeout: float = 10) -> list[dict[str, Any]]:
+    """The usage rows, once `count` are there (a stream's row is written as it ends,
+    which for a client that left is after the client stopped listening)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        rows = env.usage_rows()
+        if len(rows) >= count or time.monotonic() > deadline:
+            return rows
+        time.sleep(0.05)
