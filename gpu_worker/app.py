@@ -1,4 +1,5 @@
-"""The control plane's HTTP API (FastAPI): OpenAI routes, lifecycle, health, metrics.
+"""The control plane's HTTP API (FastAPI): OpenAI routes, tokenize, lifecycle, health,
+metrics.
 
 Handlers stay thin: parse, authenticate, call the proxy or the model manager. Errors are
 domain exceptions mapped to OpenAI error bodies by the handlers installed here.
@@ -28,6 +29,7 @@ from gpu_worker.metrics import WorkerMetrics, relabel_engine_metrics
 from gpu_worker.proxy import Proxy
 from gpu_worker.scheduler import Priority
 from gpu_worker.supervisor import ManagedModel, ModelManager, ModelState
+from gpu_worker.tokenize import count_tokens, parse_tokenize_body
 from spine.errors import (
     ConfigError,
     InvalidRequestError,
@@ -278,6 +280,7 @@ def _protected_routes() -> APIRouter:
         ("/v1/embeddings", "embeddings"),
     ):
         router.add_api_route(path, _inference(endpoint), methods=["POST"])
+    router.add_api_route("/v1/tokenize", _tokenize, methods=["POST"])
     return router
 
 
@@ -325,6 +328,26 @@ def _inference(endpoint: str) -> Any:
 
     handler.__name__ = f"{endpoint}_handler"
     return handler
+
+
+async def _tokenize(request: Request, principal: Caller) -> dict[str, Any]:
+    """Prompt tokens of a chat request or a text prompt, counted by the model's engine.
+    No scheduler slot: see gpu_worker.tokenize."""
+    worker = _state(request)
+    body = await read_json(request, worker.settings.max_body_bytes)
+    model = worker.manager.lookup(model_name(body))
+    status = "error"
+    try:
+        count = await count_tokens(
+            worker.proxy, model, parse_tokenize_body(body), actor_of(principal)
+        )
+        status = "200"
+    except SpineError as exc:
+        status = str(exc.status_code)
+        raise
+    finally:
+        worker.metrics.requests.labels(model.id, "tokenize", status).inc()
+    return {"object": "tokenize", "model": model.id, "count": count}
 
 
 def _lifecycle(action: str) -> Any:

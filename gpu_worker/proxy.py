@@ -193,7 +193,7 @@ class Proxy:
         try:
             response = await self._send(request, engine, stream=False)
         except httpx.HTTPError as exc:
-            raise await self._transport_error(model, engine, exc) from exc
+            raise await self.transport_error(model, engine, exc) from exc
         if response.status_code != 200:
             raise engine_error(response)
         data = response.json()
@@ -210,7 +210,7 @@ class Proxy:
         try:
             upstream = await self._send(request, engine, stream=True)
         except httpx.HTTPError as exc:
-            raise await self._transport_error(model, engine, exc) from exc
+            raise await self.transport_error(model, engine, exc) from exc
         if upstream.status_code != 200:
             await upstream.aread()
             await upstream.aclose()
@@ -248,7 +248,7 @@ class Proxy:
                             self._record_stream_usage(model, event)
                 yield chunk
         except httpx.HTTPError as exc:
-            yield sse_error(await self._transport_error(model, engine, exc))
+            yield sse_error(await self.transport_error(model, engine, exc))
         # No `finally: close()` here: on a client disconnect this generator is cancelled
         # and an await in its `finally` would be cancelled too. ProxiedStream closes the
         # upstream once, shielded, on every path.
@@ -281,9 +281,11 @@ class Proxy:
             if isinstance(chunk, dict) and chunk.get("usage"):
                 self.metrics.record_usage(model.id, chunk["usage"])
 
-    async def _transport_error(
+    async def transport_error(
         self, model: ManagedModel, engine: Engine, exc: httpx.HTTPError
     ) -> SpineError:
+        """An engine call that got no answer, as a domain error. A broken connection may
+        mean the engine died: the supervisor then restarts it."""
         if isinstance(exc, httpx.TimeoutException):
             return UpstreamTimeoutError(
                 f"The engine for '{model.id}' did not answer in time", provider="llamacpp"

@@ -6,7 +6,8 @@ llama-swap / Ollama and the issue:
 - At most `max_loaded_models` engines; a load that needs room unloads the least
   recently used *idle* model. A model with requests running or queued is never
   unloaded by the worker itself (idle TTL or eviction); an explicit unload of a busy
-  model is refused with 409.
+  model is refused with 409. Short requests that take no scheduler slot (tokenize)
+  borrow the engine (`ModelManager.borrow`) and count as running for these rules.
 - Idle TTL counts from the end of the model's last request.
 - An engine that exits on its own is restarted; more than `_CRASH_LIMIT` exits within
   `_CRASH_WINDOW` seconds mark the model failed instead (no restart loop).
@@ -20,7 +21,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Coroutine
+from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -68,6 +69,8 @@ class ManagedModel:
     loaded_at: float | None = None
     load_task: asyncio.Task[Engine] | None = None
     crashes: deque[float] = field(default_factory=lambda: deque(maxlen=_CRASH_LIMIT + 1))
+    # Requests using the engine without a scheduler slot (tokenize), see `borrow`.
+    borrowers: int = 0
 
     @property
     def id(self) -> str:
@@ -81,6 +84,11 @@ class ManagedModel:
     @property
     def holds_engine(self) -> bool:
         return self.state in (ModelState.LOADING, ModelState.READY)
+
+    @property
+    def idle(self) -> bool:
+        """Nothing running, queued or borrowing the engine: safe to unload."""
+        return self.scheduler.idle and self.borrowers == 0
 
 
 class ModelManager:
@@ -124,6 +132,23 @@ class ModelManager:
     def touch(self, model: ManagedModel) -> None:
         model.last_used = time.monotonic()
 
+    @contextlib.asynccontextmanager
+    async def borrow(self, model: ManagedModel, actor: str = SYSTEM) -> AsyncIterator[Engine]:
+        """The model's engine for a short request that takes no scheduler slot, loaded on
+        demand. Cheap requests (tokenize) must not wait behind generations in the queue,
+        but the engine must not be stopped under them either: while borrowed the model is
+        not idle, so idle TTL, eviction and unload leave it alone. `unload` checks and
+        takes the engine without an await in between, so a borrow that starts later
+        simply loads the model again."""
+        model.borrowers += 1
+        try:
+            engine = await self.ensure_ready(model, actor)
+            self.touch(model)
+            yield engine
+        finally:
+            model.borrowers -= 1
+            self.touch(model)
+
     # --- lifecycle -----------------------------------------------------------------------
 
     def start(self) -> None:
@@ -162,9 +187,10 @@ class ModelManager:
         if model.load_task is not None:
             with contextlib.suppress(Exception):
                 await asyncio.shield(model.load_task)
-        if not model.scheduler.idle:
+        if not model.idle:
+            running = model.scheduler.active + model.borrowers
             raise ModelBusyError(
-                f"The model '{model.id}' has {model.scheduler.active} requests running and "
+                f"The model '{model.id}' has {running} requests running and "
                 f"{model.scheduler.queued} queued; unload it when they are done",
                 param="model",
             )
@@ -309,7 +335,7 @@ class ModelManager:
     async def _make_room(self, model: ManagedModel) -> None:
         others = [m for m in self.models.values() if m is not model and m.holds_engine]
         while len(others) >= self.settings.max_loaded_models:
-            idle = [m for m in others if m.state is ModelState.READY and m.scheduler.idle]
+            idle = [m for m in others if m.state is ModelState.READY and m.idle]
             if not idle:
                 raise NoCapacityError(
                     f"Cannot load '{model.id}': {len(others)} models are loaded "
@@ -354,11 +380,7 @@ class ModelManager:
             await asyncio.sleep(interval)
             now = time.monotonic()
             for model in list(self.models.values()):
-                if (
-                    model.state is ModelState.READY
-                    and model.scheduler.idle
-                    and now - model.last_used >= ttl
-                ):
+                if model.state is ModelState.READY and model.idle and now - model.last_used >= ttl:
                     with contextlib.suppress(ModelBusyError):
                         await self.unload(model, SYSTEM, "idle_ttl")
 

@@ -3,6 +3,8 @@ GET /v1/usage, GET /v1/pricing[/{model}], POST /v1/estimate-cost."""
 
 from __future__ import annotations
 
+import socket
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -370,7 +372,7 @@ def test_estimate_openai_counts_with_the_models_own_tokenizer(
     assert result.status == 200, result.body
     body = result.json()
     # gpt-4o-mini uses o200k_base: "user" 1 + "Say hello" 2 + 3 framing + 3 reply priming
-    assert body["tokenizer"] == {"method": "o200k_base", "exact": True}
+    assert body["tokenizer"] == {"method": "o200k_base", "exact": True, "fallback": None}
     assert body["prompt_tokens"] == 9
     assert body["prompt_tokens_range"] == {"min": 9, "max": 9}
     assert (body["completion_tokens"], body["completion_tokens_source"]) == (100, "request")
@@ -397,7 +399,7 @@ def test_estimate_other_providers_is_a_range(
     result = estimate(gateway, api_key, {"model": model, "prompt": text, "max_tokens": 500})
     assert result.status == 200, result.body
     body = result.json()
-    assert body["tokenizer"] == {"method": method, "exact": False}
+    assert body["tokenizer"] == {"method": method, "exact": False, "fallback": None}
     low, high = body["prompt_tokens_range"]["min"], body["prompt_tokens_range"]["max"]
     assert low < body["prompt_tokens"] < high
     costs = body["cost_usd"]
@@ -470,3 +472,74 @@ def test_estimate_keeps_injection_text_as_text(gateway: Gateway, api_key: str) -
     result = estimate(gateway, api_key, {"model": "gpt-test", "messages": hostile})
     assert result.status == 200
     assert result.json()["prompt_tokens"] > 9
+
+
+# --- estimate-cost of llama.cpp models: the worker's count, else the estimate ----------------
+# The exact count against a real worker is tested in tests/worker/test_estimate_with_worker.py
+# (it needs the llama-server build and the bundled model).
+
+LLAMACPP_MODELS = """\
+version: 1
+models:
+  - id: local-test
+    provider: llamacpp
+    model: smollm2-135m
+    pricing: {input: 0.02, output: 0.04}
+    context_window: 2048
+    engine: {gguf: {file: SmolLM2-135M-Instruct.Q4_1.gguf}, context_size: 2048}
+"""
+
+
+def llamacpp_estimate(env: Env, body: dict[str, Any]) -> tuple[Result, float]:
+    env.write_models(LLAMACPP_MODELS)
+    gateway = Gateway()  # after the test's configuration: settings are read afresh
+    try:
+        key = env.create_key()
+        started = time.monotonic()
+        result = estimate(gateway, key, body)
+        return result, time.monotonic() - started
+    finally:
+        gateway.close()
+
+
+def test_estimate_llamacpp_falls_back_when_the_worker_is_down(env: Env) -> None:
+    # Given the configured worker URL is a closed port (config: 127.0.0.1:9)
+    text = "Summarize the history of the Roman Empire in three paragraphs. " * 20
+    result, took = llamacpp_estimate(env, {"model": "local-test", "prompt": text})
+    # Then the estimate still answers, at once, and says it is the offline estimate and why
+    assert result.status == 200, result.body
+    body = result.json()
+    assert body["tokenizer"] == {
+        "method": "o200k_base x 1.25", "exact": False, "fallback": "worker_unreachable",
+    }  # fmt: skip
+    low, high = body["prompt_tokens_range"]["min"], body["prompt_tokens_range"]["max"]
+    assert low < body["prompt_tokens"] < high
+    assert took < 2
+
+
+def test_estimate_llamacpp_falls_back_when_the_worker_is_slow(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a worker that accepts connections but never answers
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        monkeypatch.setenv("SPINE_WORKER__URL", f"http://127.0.0.1:{silent.getsockname()[1]}")
+        result, took = llamacpp_estimate(env, {"model": "local-test", "messages": HELLO})
+    # Then the estimate gives up on it after its short timeout (2 s), not the chat timeout
+    assert result.status == 200, result.body
+    assert result.json()["tokenizer"] == {
+        "method": "o200k_base x 1.25", "exact": False, "fallback": "worker_timeout",
+    }  # fmt: skip
+    assert 1.5 < took < 6
+
+
+def test_estimate_llamacpp_with_images_does_not_ask_the_worker(env: Env) -> None:
+    # The engine counts images with its projector, not through /tokenize: no worker call.
+    image = {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}
+    message = {"role": "user", "content": [{"type": "text", "text": "What is it?"}, image]}
+    result, _ = llamacpp_estimate(env, {"model": "local-test", "messages": [message]})
+    assert result.status == 200, result.body
+    assert result.json()["tokenizer"] == {
+        "method": "o200k_base x 1.25", "exact": False, "fallback": None,
+    }  # fmt: skip

@@ -2,7 +2,8 @@
 
 Output tokens cannot be known before the call; the estimate assumes the request's
 output limit (request, then profile, then the model's default `max_tokens`), else
-`DEFAULT_OUTPUT_TOKENS`, and says which.
+`DEFAULT_OUTPUT_TOKENS`, and says which. Prompt tokens of llama.cpp models are counted by
+the worker, exactly, when it answers in time (`spine.usage.worker_tokens`).
 """
 
 from __future__ import annotations
@@ -15,15 +16,19 @@ from spine.registry.resolve import Registry, ResolvedModel
 from spine.registry.schema import Pricing
 from spine.schemas.openai import ChatMessage
 from spine.schemas.usage import EstimateCostRequest
+from spine.settings import Settings
 from spine.usage.pricing import resolved_price_object
-from spine.usage.tokens import TokenCount, count_prompt
+from spine.usage.tokens import TokenCount
+from spine.usage.worker_tokens import count_prompt_tokens
 
 DEFAULT_OUTPUT_TOKENS = 256
 _PER_MILLION = Decimal(1_000_000)
 _QUANTUM = Decimal("0.000000001")  # the ledger's precision: numeric(18,9)
 
 
-def estimate_cost(request: EstimateCostRequest, registry: Registry) -> dict[str, Any]:
+async def estimate_cost(
+    request: EstimateCostRequest, registry: Registry, settings: Settings
+) -> dict[str, Any]:
     resolved = registry.resolve(request.model)
     if (request.messages is None) == (request.prompt is None):
         raise InvalidRequestError(
@@ -32,8 +37,9 @@ def estimate_cost(request: EstimateCostRequest, registry: Registry) -> dict[str,
             code="missing_required_parameter" if request.prompt is None else "invalid_value",
         )
     output, source = _assumed_output(request, resolved)
-    count = count_prompt(
+    count = await count_prompt_tokens(
         resolved.entry,
+        settings,
         messages=_with_profile_system_prompt(request.messages, resolved),
         prompt=request.prompt,
         tools=request.tools,
@@ -48,7 +54,7 @@ def estimate_cost(request: EstimateCostRequest, registry: Registry) -> dict[str,
         "prompt_tokens_range": {"min": count.low, "max": count.high},
         "completion_tokens": output,
         "completion_tokens_source": source,
-        "tokenizer": {"method": count.method, "exact": count.exact},
+        "tokenizer": {"method": count.method, "exact": count.exact, "fallback": count.fallback},
         "fits_context_window": count.tokens + output <= resolved.entry.context_window,
         "pricing": resolved_price_object(resolved),
         "cost_usd": {

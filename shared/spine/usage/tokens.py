@@ -9,6 +9,8 @@
 - Gemini, Anthropic, llama.cpp and other OpenAI-compatible servers: their
   tokenizers are not available offline (Claude's is not public at all), so the
   `o200k_base` count is scaled by a per-provider factor and given error bars.
+  llama.cpp models are counted exactly by the worker where it answers
+  (`spine.usage.worker_tokens`); this estimate is their fallback.
 - Without `toktok`: UTF-8 bytes / 4, with wider error bars.
 
 docs/usage.md lists the factors and error bars and where they come from.
@@ -80,6 +82,8 @@ class TokenCount:
     high: int
     method: str  # e.g. "o200k_base", "o200k_base x 1.2", "utf8_bytes / 4"
     exact: bool  # the model's own tokenizer counted the text
+    # Why a better method was not used (e.g. "worker_unreachable"); None when none failed.
+    fallback: str | None = None
 
 
 def encoding_for(entry: ModelEntry) -> str | None:

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from spine.api.body import parse_body
-from spine.api.deps import PrincipalDep, RegistryDep
+from spine.api.deps import PrincipalDep, RegistryDep, StateDep
 from spine.api.query import parse_query
 from spine.schemas.usage import EstimateCostRequest, UsageQuery
 from spine.usage.estimate import estimate_cost
@@ -34,6 +34,8 @@ async def model_pricing(model_id: str, registry: RegistryDep, _: PrincipalDep) -
 
 
 @router.post("/v1/estimate-cost")
-async def estimate(request: Request, registry: RegistryDep, _: PrincipalDep) -> dict[str, Any]:
+async def estimate(
+    request: Request, registry: RegistryDep, state: StateDep, _: PrincipalDep
+) -> dict[str, Any]:
     body = await parse_body(request, EstimateCostRequest)
-    return estimate_cost(body, registry)
+    return await estimate_cost(body, registry, state.settings)
