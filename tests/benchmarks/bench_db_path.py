@@ -55,23 +55,15 @@ HISTORY_LIMIT = 2048
 async def one_request(
     conn: Any, plaintext: str, limits: Any, entry: Any, session: Any = None
 ) -> None:
-    from spine.auth.principal import KeyLimits, Principal
-    from spine.limits.admission import admit_request, settlement
+    from spine.limits.admission import admit_api_key_request, settlement
     from spine.storage import sessions
-    from spine.storage.api_keys import authenticate
     from spine.storage.limits import settle_and_record_usage
     from spine.storage.usage import UsageRecord
 
-    row = await authenticate(conn, plaintext)
-    assert row is not None
-    principal = Principal(  # as spine.auth.api_keys.authenticate_api_key builds it
-        subject=f"key:{row.id}",
-        credential="api_key",
-        api_key_id=str(row.id),
-        limits=KeyLimits(row.rpm, row.tpm, row.daily_budget_usd, row.monthly_budget_usd),
-    )
-    reservation = await admit_request(
-        conn, principal, limits, entry, tokens=300, cost_usd=Decimal("0.0001")
+    # The key lookup and the admission in one statement, as the chat function runs
+    # them (spine.api.deps.call_context).
+    principal, reservation = await admit_api_key_request(
+        conn, plaintext, limits, entry, tokens=300, cost_usd=Decimal("0.0001")
     )
     if session is not None:
         loaded = await sessions.load_session(
@@ -90,7 +82,7 @@ async def one_request(
         adjustments,
         UsageRecord(
             request_id=f"req_{uuid.uuid4().hex}",
-            api_key_id=row.id,
+            api_key_id=principal.api_key_id,
             principal=principal.subject,
             tenant=None,
             model="gpt-bench",

@@ -217,7 +217,8 @@ def worker(
     broken_models_dir: Path,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[WorkerProcess]:
-    """One worker shared by the API tests (queue of 3 per model, 5 engines at most)."""
+    """One worker shared by the API tests (queue of 3 per model, 5 engines at most,
+    aging too slow to matter)."""
     process = WorkerProcess(
         tmp_path_factory.mktemp("shared-worker"),
         SHARED_ENTRIES,
@@ -225,6 +226,10 @@ def worker(
         "--max-loaded-models", "5",
         "--queue-size", "3",
         "--idle-ttl", "0",
+        # Strict priorities: on a loaded machine a long generation can outlast the
+        # default 10 s aging step, and aging (tested in the scheduler's own tests)
+        # would then rightly serve a long-waiting low-priority request first.
+        "--aging", "600",
         env={"SPINE_LLAMA_SERVER": str(llama_server)},
     )  # fmt: skip
     process.start(wait_ready=True)
