@@ -1,8 +1,11 @@
 """A minimal OpenAI-compatible server that answers at once (benchmarks only).
 
 Raw asyncio, one canned `chat.completion`: the smallest possible upstream, so what
-the gateway adds is not hidden behind the fake's own cost. Run as a process:
-`python tests/benchmarks/instant_openai.py PORT`.
+the gateway adds is not hidden behind the fake's own cost. A request with
+`"stream": true` gets a chunked event stream instead, its first chunk flushed at once
+(what time-to-first-chunk measures), then the rest, the usage chunk and `[DONE]`,
+REST_AFTER_MS later (default 0: all at once).
+Run as a process: `python tests/benchmarks/instant_openai.py PORT [REST_AFTER_MS]`.
 """
 
 from __future__ import annotations
@@ -36,7 +39,44 @@ RESPONSE = (
 )
 
 
-async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+STREAM_HEAD = (
+    b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
+    b"cache-control: no-cache\r\ntransfer-encoding: chunked\r\n\r\n"
+)
+
+
+def _chunk(delta: dict[str, str], finish_reason: str | None = None) -> dict[str, object]:
+    return {
+        "id": "chatcmpl-bench",
+        "object": "chat.completion.chunk",
+        "created": 0,
+        "model": "gpt-bench",
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}],
+    }
+
+
+def _events(*payloads: object) -> bytes:
+    return b"".join(b"data: " + json.dumps(p).encode() + b"\n\n" for p in payloads)
+
+
+FIRST_EVENT = _events(_chunk({"role": "assistant", "content": ""}))
+REST_EVENTS = (
+    _events(
+        _chunk({"content": "ok"}),
+        _chunk({}, "stop"),
+        {**_chunk({}), "choices": [], "usage": json.loads(BODY)["usage"]},
+    )
+    + b"data: [DONE]\n\n"
+)
+
+
+def _http_chunk(data: bytes) -> bytes:
+    return f"{len(data):x}\r\n".encode() + data + b"\r\n"
+
+
+async def handle(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, rest_after: float = 0.0
+) -> None:
     try:
         while True:
             head = await reader.readuntil(b"\r\n\r\n")
@@ -44,20 +84,29 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> 
             for line in head.split(b"\r\n"):
                 if line.lower().startswith(b"content-length:"):
                     length = int(line.split(b":", 1)[1])
-            if length:
-                await reader.readexactly(length)
-            writer.write(RESPONSE)
+            body = await reader.readexactly(length) if length else b""
+            if b'"stream"' in body and json.loads(body).get("stream"):
+                # The first chunk leaves before anything else is written.
+                writer.write(STREAM_HEAD + _http_chunk(FIRST_EVENT))
+                await writer.drain()
+                if rest_after:
+                    await asyncio.sleep(rest_after)
+                writer.write(_http_chunk(REST_EVENTS) + b"0\r\n\r\n")
+            else:
+                writer.write(RESPONSE)
             await writer.drain()
     except (asyncio.IncompleteReadError, ConnectionError):
         writer.close()
 
 
-async def main(port: int) -> None:
-    server = await asyncio.start_server(handle, "127.0.0.1", port)
+async def main(port: int, rest_after_ms: float = 0.0) -> None:
+    server = await asyncio.start_server(
+        lambda r, w: handle(r, w, rest_after_ms / 1000), "127.0.0.1", port
+    )
     print("ready", flush=True)
     async with server:
         await server.serve_forever()
 
 
 if __name__ == "__main__":
-    asyncio.run(main(int(sys.argv[1])))
+    asyncio.run(main(int(sys.argv[1]), float(sys.argv[2]) if len(sys.argv) > 2 else 0.0))

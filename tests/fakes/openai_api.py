@@ -97,6 +97,31 @@ def usage_chunk(model: str, usage_body: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def text_chunk(model: str, text: str, finish_reason: str | None = None) -> dict[str, Any]:
+    return {
+        "id": "cmpl-fakestream",
+        "object": "text_completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [{"index": 0, "text": text, "logprobs": None, "finish_reason": finish_reason}],
+        "system_fingerprint": None,
+    }
+
+
+def text_completion_events(
+    text: str, *, model: str, prompt_tokens: int, body: dict[str, Any]
+) -> list[Any]:
+    """A streamed text completion: a word per chunk, then the usage chunk if asked."""
+    words = text.split(" ")
+    events: list[Any] = [text_chunk(model, w if i == 0 else f" {w}") for i, w in enumerate(words)]
+    events.append(text_chunk(model, "", "stop"))
+    if (body.get("stream_options") or {}).get("include_usage"):
+        events.append(
+            {**text_chunk(model, ""), "choices": [], "usage": usage(prompt_tokens, len(words))}
+        )
+    return events
+
+
 def default_answer(path: str, body: dict[str, Any]) -> dict[str, Any] | list[Any]:
     """Echo: the reply is "echo: <last user text>"; tokens are counted as words."""
     model = str(body.get("model", "gpt-4o-mini"))
@@ -111,7 +136,12 @@ def default_answer(path: str, body: dict[str, Any]) -> dict[str, Any] | list[Any
     if path.endswith("/completions") and "chat" not in path:
         prompt = body.get("prompt", "")
         prompt = prompt[0] if isinstance(prompt, list) else str(prompt)
-        return text_completion(f"echo: {prompt}", model=model, prompt_tokens=count_words(prompt))
+        text = f"echo: {prompt}"
+        if not body.get("stream"):
+            return text_completion(text, model=model, prompt_tokens=count_words(prompt))
+        return text_completion_events(
+            text, model=model, prompt_tokens=count_words(prompt), body=body
+        )
     messages = body.get("messages", [])
     reply = f"echo: {last_user_text(messages)}"
     prompt_tokens = sum(count_words(message_text(m)) for m in messages)

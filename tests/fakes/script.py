@@ -51,9 +51,12 @@ class Delay:
 
 @dataclass(frozen=True)
 class Malformed:
-    """A 200 whose JSON body (or SSE data line) is cut mid-object."""
+    """A 200 whose JSON body (or SSE data line) is cut mid-object. To a streamed
+    request the fake sends `after` events of the default answer first, then the
+    broken data line, so a test picks a failure before or after the first chunk."""
 
     status: int = 200
+    after: int = 0
 
 
 @dataclass(frozen=True)

@@ -89,11 +89,19 @@ class FakeState:
 # --- rendering answers -------------------------------------------------------------------
 
 
+class RawData(str):
+    """An SSE data payload sent as is, not JSON-encoded (a named event's broken line)."""
+
+
+_BROKEN_JSON = '{"id": "broken", "choices": [{"ind'
+
+
 def _sse(event: Any) -> bytes:
     """An SSE frame: a payload, or (event name, payload) as Anthropic sends them."""
     if isinstance(event, tuple):
         name, payload = event
-        return f"event: {name}\ndata: {json.dumps(payload)}\n\n".encode()
+        data = payload if isinstance(payload, RawData) else json.dumps(payload)
+        return f"event: {name}\ndata: {data}\n\n".encode()
     data = event if isinstance(event, str) else json.dumps(event)
     return f"data: {data}\n\n".encode()
 
@@ -185,6 +193,13 @@ class _CutJsonResponse(Response):
         raise _ConnectionCut
 
 
+def _broken_event(like: Any) -> Any:
+    """A data line cut mid-object, named like `like` when the provider names events."""
+    if isinstance(like, tuple):
+        return (like[0], RawData('{"type": "' + str(like[0]) + '", "ind'))
+    return _BROKEN_JSON
+
+
 DefaultAnswer = Callable[[], "dict[str, Any] | list[Any]"]
 
 
@@ -214,9 +229,18 @@ async def _perform(
         )
         return JSONResponse(body, status_code=action.status, headers=headers)
     if isinstance(action, Malformed):
-        return Response(
-            b'{"id": "broken", "choices": [{"ind', action.status, media_type="application/json"
-        )
+        answer = default()
+        if isinstance(answer, list):  # a streamed request: good events, then a broken one
+            return _SseResponse(
+                state,
+                [
+                    *answer[: action.after],
+                    _broken_event(answer[min(action.after, len(answer) - 1)]),
+                ],
+                provider=provider,
+                done_marker=done_marker,
+            )
+        return Response(_BROKEN_JSON.encode(), action.status, media_type="application/json")
     if isinstance(action, Events):
         return _SseResponse(state, action.events, provider=provider, done_marker=action.done_marker)
     answer = default()

@@ -15,69 +15,28 @@ from typing import Any
 import httpx
 import openai
 import pytest
+import uvicorn
+from openai.types.chat import ChatCompletionMessageParam
 
-from spine.local.server import Emulator, make_server
-from spine.local.template import load_template
 from spine.settings import get_settings
 from spine.storage import db
 from tests.fakes import Cut, Events, Fail, Hang, Stall
 from tests.integration.conftest import Env
+from tests.integration.emulator import client, emulator_url, rows_when_written
 from tests.integration.gateway import Gateway
 from tests.worker.conftest import MODEL_FILE, TOKEN, WorkerProcess, llama_server, model_file
 
-__all__ = ["llama_server", "model_file"]  # fixtures of the worker tests, reused here
+# Fixtures of the emulator and of the worker tests, reused here.
+__all__ = ["client", "emulator_url", "llama_server", "model_file"]
 
-REPO = Path(__file__).resolve().parents[2]
-HELLO = [{"role": "user", "content": "Say hello"}]
+HELLO: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Say hello"}]
 HOSTED = [("openai", "gpt-test"), ("gemini", "gemini-test"), ("anthropic", "claude-test")]
 
 
-@pytest.fixture
-def emulator_url(env: Env) -> Iterator[str]:
-    """`spine local` on a free port, serving template.yaml with the test's config."""
-    get_settings.cache_clear()
-    db.reset()
-    overrides = {
-        "SPINE_CONFIG": str(env.root / "config.toml"),
-        "SPINE_MODELS": str(env.models_path),
-        "SPINE_SERVICE__ENVIRONMENT": "test",
-    }
-    template = load_template(REPO / "template.yaml")
-    with Emulator(template, pool_size=2, env_vars={"Parameters": overrides}) as emulator:
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
-        server = make_server(emulator, "127.0.0.1", sock.getsockname()[1])
-        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-        thread.start()
-        deadline = time.monotonic() + 10
-        while not server.started:
-            assert time.monotonic() < deadline, "emulator did not start"
-            time.sleep(0.02)
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
-    get_settings.cache_clear()
-    db.reset()
-
-
-@pytest.fixture
-def client(emulator_url: str, api_key: str) -> Iterator[openai.OpenAI]:
-    with openai.OpenAI(
-        base_url=f"{emulator_url}/v1", api_key=api_key, max_retries=0, timeout=30
-    ) as sdk:
-        yield sdk
-
-
-def rows_when_written(env: Env, count: int = 1, timeout: float = 10) -> list[dict[str, Any]]:
-    """The usage rows, once `count` are there (a stream's row is written as it ends,
-    which for a client that left is after the client stopped listening)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        rows = env.usage_rows()
-        if len(rows) >= count or time.monotonic() > deadline:
-            return rows
-        time.sleep(0.05)
+def body_of(error: openai.APIError) -> dict[str, Any]:
+    """The OpenAI error object the SDK read from the response or the `error` event."""
+    assert isinstance(error.body, dict), error
+    return error.body
 
 
 def content_of(chunks: list[Any]) -> str:
@@ -114,6 +73,49 @@ def test_openai_client_streams_from_every_hosted_provider(
     )
     assert row["cost_usd"] > 0
     assert row["metadata"]["stream"] is True and "usage_estimated" not in row["metadata"]
+
+
+def test_openai_client_streams_from_an_openai_compatible_server(
+    client: openai.OpenAI, env: Env
+) -> None:
+    # Given a model of the `openai_compatible` kind (vLLM, LM Studio, ...): the OpenAI fake
+    env.write_models(
+        env.models_path.read_text().replace(
+            "models:\n",
+            "models:\n"
+            "  - id: compat-test\n"
+            "    provider: openai_compatible\n"
+            "    model: gpt-4o-mini\n"
+            f"    base_url: {env.fakes.openai_url}\n"
+            "    pricing: {input: 0.1, output: 0.2}\n"
+            "    context_window: 8000\n"
+            "    capabilities: [chat, completions, streaming]\n",
+            1,
+        )
+    )
+    # When the client streams chat and text completions
+    chunks = list(
+        client.chat.completions.create(
+            model="compat-test",
+            messages=HELLO,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+    texts = list(client.completions.create(model="compat-test", prompt="Say hi", stream=True))
+    # Then both arrive chunk by chunk with Spine's model id, and both are billed exactly
+    assert content_of(chunks) == "echo: Say hello"
+    assert {c.model for c in chunks} == {"compat-test"}
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 3
+    assert "".join(c.choices[0].text for c in texts if c.choices) == "echo: Say hi"
+    assert env.fakes.last("openai").path == "/v1/completions"  # native text completions
+    rows = rows_when_written(env, count=2)
+    assert [(r["endpoint"], r["status"], r["provider"]) for r in rows] == [
+        ("chat.completions", "ok", "openai_compatible"),
+        ("completions", "ok", "openai_compatible"),
+    ]
+    assert all(r["completion_tokens"] > 0 and r["cost_usd"] > 0 for r in rows)
+    assert all("usage_estimated" not in r["metadata"] for r in rows)
 
 
 def test_usage_is_recorded_when_the_client_does_not_ask_for_it(
@@ -212,7 +214,7 @@ def test_upstream_failure_mid_stream_is_an_error_event_then_done(
         for chunk in client.chat.completions.create(model=model, messages=HELLO, stream=True):
             received.append(chunk)
     assert received, "the chunks before the failure reached the client"
-    assert caught.value.body is not None and caught.value.body["type"] == "upstream_error"
+    assert body_of(caught.value)["type"] == "upstream_error"
     # And what was generated is billed, estimated, on an error row
     [row] = rows_when_written(env)
     assert (row["status"], row["http_status"]) == ("error", 502)
@@ -268,7 +270,7 @@ def test_model_without_streaming_capability_refuses_a_stream(
 ) -> None:
     with pytest.raises(openai.BadRequestError) as caught:
         client.chat.completions.create(model="unconfigured", messages=HELLO, stream=True)
-    assert caught.value.body is not None and caught.value.body["param"] == "stream"
+    assert body_of(caught.value)["param"] == "stream"
     assert env.fakes.requests() == [] and env.usage_rows() == []
 
 
@@ -301,7 +303,7 @@ def test_total_timeout_mid_stream_is_an_error_event(client: openai.OpenAI, env: 
     started = time.monotonic()
     with pytest.raises(openai.APIError) as caught:
         list(client.chat.completions.create(model="gpt-test", messages=HELLO, stream=True))
-    assert caught.value.body is not None and caught.value.body["code"] == "upstream_timeout"
+    assert body_of(caught.value)["code"] == "upstream_timeout"
     assert time.monotonic() - started < 4
     [row] = rows_when_written(env)
     assert (row["status"], row["http_status"]) == ("error", 504)
@@ -414,6 +416,57 @@ def test_worker_stream_passes_through(
     ]
     assert rows[0]["completion_tokens"] == chunks[-1].usage.completion_tokens
     assert all(r["completion_tokens"] > 0 for r in rows)
+
+
+# --- the deployed form: the app under uvicorn, as Lambda Web Adapter runs it -------------
+
+
+@pytest.fixture
+def web_adapter_url(env: Env) -> Iterator[str]:
+    """The chat function's app under a real uvicorn, as functions/chat/run.sh starts it
+    behind Lambda Web Adapter (which relays the bytes it gets), with no emulator in
+    between to tidy the response up."""
+    get_settings.cache_clear()
+    db.reset()
+    app = Gateway().module("ChatFunction").app
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, lifespan="off", log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.02)
+    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    server.should_exit = True
+    thread.join(timeout=10)
+    sock.close()
+    get_settings.cache_clear()
+    db.reset()
+
+
+def test_stream_under_uvicorn_as_deployed_has_no_content_length(
+    web_adapter_url: str, api_key: str, env: Env
+) -> None:
+    # A stream has no length known up front: a `content-length: 0` header would make
+    # uvicorn (and any HTTP client) end the response before the first event.
+    with openai.OpenAI(
+        base_url=f"{web_adapter_url}/v1", api_key=api_key, max_retries=0, timeout=30
+    ) as sdk:
+        response = sdk.chat.completions.with_raw_response.create(
+            model="gpt-test",
+            messages=HELLO,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+        assert "content-length" not in response.headers
+        assert response.headers["content-type"].startswith("text/event-stream")
+        chunks = list(response.parse())
+    assert content_of(chunks) == "echo: Say hello"
+    assert chunks[-1].usage is not None
+    [row] = rows_when_written(env)
+    assert (row["status"], row["completion_tokens"]) == ("ok", chunks[-1].usage.completion_tokens)
 
 
 # --- the buffered Mangum handler ---------------------------------------------------------

@@ -68,6 +68,10 @@ class EventStreamResponse(Response):
             headers={**EVENT_STREAM_HEADERS, **headers},
             media_type=self.media_type,
         )
+        # Starlette gives a response without a body `content-length: 0`; a stream's
+        # length is unknown, and uvicorn (run.sh, behind Lambda Web Adapter) would
+        # obey the header and end the response before the first event.
+        self.raw_headers = [(k, v) for k, v in self.raw_headers if k != b"content-length"]
         self.stream = stream
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

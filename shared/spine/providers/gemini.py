@@ -37,9 +37,11 @@ GEMINI_BASE_URL = "https://generativelanguage.googleapis.com/"
 _PROVIDER = ProviderKind.GEMINI.value
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)s$")
 # What the SDK lets through: its own API errors, and the transport's errors (httpx2's
-# timeouts are TransportErrors too) and parse errors unwrapped.
+# timeouts are TransportErrors too) and parse errors unwrapped. A streamed line that
+# is not JSON comes as UnknownApiResponseError (a ValueError, not an APIError).
 _SDK_FAILURES = (
     genai_errors.APIError,
+    genai_errors.UnknownApiResponseError,
     httpx2.TransportError,
     json.JSONDecodeError,
     pydantic.ValidationError,
