@@ -4,8 +4,6 @@ Adapter streams it deployed. Import the fixtures into a test module to use them.
 
 from __future__ import annotations
 
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +16,7 @@ from spine.local.server import Emulator, make_server
 from spine.local.template import load_template
 from spine.settings import get_settings
 from spine.storage import db
+from tests.fixtures.servers import serving
 from tests.integration.conftest import Env
 
 REPO = Path(__file__).resolve().parents[2]
@@ -34,20 +33,11 @@ def emulator_url(env: Env) -> Iterator[str]:
         "SPINE_SERVICE__ENVIRONMENT": "test",
     }
     template = load_template(REPO / "template.yaml")
-    with Emulator(template, pool_size=2, env_vars={"Parameters": overrides}) as emulator:
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
-        server = make_server(emulator, "127.0.0.1", sock.getsockname()[1])
-        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-        thread.start()
-        deadline = time.monotonic() + 10
-        while not server.started:
-            assert time.monotonic() < deadline, "emulator did not start"
-            time.sleep(0.02)
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
+    with (
+        Emulator(template, pool_size=2, env_vars={"Parameters": overrides}) as emulator,
+        serving(make_server(emulator, "127.0.0.1", 0)) as url,
+    ):
+        yield url
     get_settings.cache_clear()
     db.reset()
 

@@ -5,8 +5,6 @@ by chunk), the real provider SDKs against the wire fakes, and a real Postgres.""
 from __future__ import annotations
 
 import json
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +19,7 @@ from openai.types.chat import ChatCompletionMessageParam
 from spine.settings import get_settings
 from spine.storage import db
 from tests.fakes import Cut, Events, Fail, Hang, Stall
+from tests.fixtures.servers import serving
 from tests.integration.conftest import Env
 from tests.integration.emulator import client, emulator_url, rows_when_written
 from tests.integration.gateway import Gateway
@@ -429,19 +428,8 @@ def web_adapter_url(env: Env) -> Iterator[str]:
     get_settings.cache_clear()
     db.reset()
     app = Gateway().module("ChatFunction").app
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, lifespan="off", log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    server.should_exit = True
-    thread.join(timeout=10)
-    sock.close()
+    with serving(uvicorn.Server(uvicorn.Config(app, lifespan="off", log_level="warning"))) as url:
+        yield url
     get_settings.cache_clear()
     db.reset()
 

@@ -2,8 +2,6 @@
 
 import asyncio
 import itertools
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -15,6 +13,7 @@ import pytest
 from spine.local.events import HttpRequest
 from spine.local.server import Emulator, make_server
 from spine.local.template import load_template
+from tests.fixtures.servers import serving
 
 FIXTURES = Path(__file__).parent / "fixtures"
 POOL_SIZE = 2
@@ -28,20 +27,8 @@ def emulator() -> Iterator[Emulator]:
 
 @pytest.fixture(scope="module")
 def base_url(emulator: Emulator) -> Iterator[str]:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = make_server(emulator, "127.0.0.1", port)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "emulator did not start"
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
-    sock.close()
+    with serving(make_server(emulator, "127.0.0.1", 0)) as url:
+        yield url
 
 
 @pytest.fixture

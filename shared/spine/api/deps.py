@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Depends, Request
 
@@ -13,6 +13,9 @@ from spine.auth.principal import ANONYMOUS, Principal
 from spine.chat.service import CallContext
 from spine.errors import PermissionDeniedError
 from spine.registry.resolve import Registry
+
+if TYPE_CHECKING:
+    from spine.limits.admission import Reservation
 
 # Every dependency is `async def`, even the trivial ones: FastAPI runs a plain `def`
 # dependency in a worker thread, a thread hop per dependency per request.
@@ -83,8 +86,6 @@ async def call_context(request: Request, state: StateDep, registry: RegistryDep)
     # An API key not yet authenticated is looked up in the admission's own statement:
     # one database round trip for both.
     from spine.api.limits import admit_call, authenticate_and_admit_call
-    from spine.api.middleware import RESERVATION_STATE_KEY
-    from spine.usage.recorder import SettlingRecorder
 
     token = _unauthenticated_api_key(request, state)
     if token is not None:
@@ -95,6 +96,21 @@ async def call_context(request: Request, state: StateDep, registry: RegistryDep)
     else:
         principal = await current_principal(request, state)
         reservation = await admit_call(request, state.settings, principal, registry)
+    return context_with(request, state, principal, registry, reservation)
+
+
+def context_with(
+    request: Request,
+    state: AppState,
+    principal: Principal,
+    registry: Registry,
+    reservation: Reservation | None,
+) -> CallContext:
+    """The call context of an admitted request: its usage rows settle `reservation`,
+    which the request middleware releases if no provider call used it."""
+    from spine.api.middleware import RESERVATION_STATE_KEY
+    from spine.usage.recorder import SettlingRecorder
+
     recorder = state.recorder
     if reservation is not None:
         recorder = SettlingRecorder(recorder, reservation)

@@ -113,16 +113,10 @@ async def admit(
 ) -> list[CounterState]:
     """Take every counter's amount, all or none. Returns the limited counters'
     states after the take; on refusal, only the refusing counter (admitted=False)."""
-    ordered = sorted(counters, key=lambda c: (c.subject, c.metric))
+    ordered = _lock_order(counters)
     params = {
         "key": str(api_key_id) if api_key_id is not None else None,
-        "subjects": [c.subject for c in ordered],
-        "metrics": [c.metric for c in ordered],
-        "windows": [c.window for c in ordered],
-        "amounts": [c.amount for c in ordered],
-        "limits": [c.limit for c in ordered],
-        "overrides": [c.key_override for c in ordered],
-        "cleanup": cleanup,
+        **_counter_params(ordered, cleanup),
     }
     cur = await conn.execute(_ADMIT, params)
     rows = await cur.fetchall()
@@ -152,18 +146,12 @@ async def authenticate_and_admit(
     carry the real subject. (None, []) for an unknown, revoked or expired key."""
     # 'model:…' sorts before 'principal:…' whatever the principal: the lock order
     # that `admit` keeps holds after the substitution.
-    ordered = sorted(counters, key=lambda c: (c.subject, c.metric))
+    ordered = _lock_order(counters)
     params = {
         "hash": hash_key(plaintext),
         "resolution": LAST_USED_RESOLUTION,
         "placeholder": PRINCIPAL_SUBJECT,
-        "subjects": [c.subject for c in ordered],
-        "metrics": [c.metric for c in ordered],
-        "windows": [c.window for c in ordered],
-        "amounts": [c.amount for c in ordered],
-        "limits": [c.limit for c in ordered],
-        "overrides": [c.key_override for c in ordered],
-        "cleanup": cleanup,
+        **_counter_params(ordered, cleanup),
     }
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(_AUTHENTICATE_AND_ADMIT, params)
@@ -187,6 +175,25 @@ async def authenticate_and_admit(
         if row["counter_index"] is not None
     ]
     return key, states
+
+
+def _lock_order(counters: Sequence[CounterRequest]) -> list[CounterRequest]:
+    """Counters sorted by (subject, metric): two requests never wait on each other's
+    rows in opposite orders (no deadlocks)."""
+    return sorted(counters, key=lambda c: (c.subject, c.metric))
+
+
+def _counter_params(ordered: Sequence[CounterRequest], cleanup: bool) -> dict[str, object]:
+    """spine_admit's array arguments, one element per counter."""
+    return {
+        "subjects": [c.subject for c in ordered],
+        "metrics": [c.metric for c in ordered],
+        "windows": [c.window for c in ordered],
+        "amounts": [c.amount for c in ordered],
+        "limits": [c.limit for c in ordered],
+        "overrides": [c.key_override for c in ordered],
+        "cleanup": cleanup,
+    }
 
 
 def _with_subject(counter: CounterRequest, subject: str) -> CounterRequest:

@@ -8,8 +8,6 @@ ownership, which the service enforces (another principal's prompt is a 404).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
@@ -17,6 +15,7 @@ from fastapi.responses import JSONResponse
 
 from spine.api.body import parse_body
 from spine.api.deps import CallContextDep, PrincipalDep, require_scope
+from spine.api.query import epoch, known_query, list_page, page_limit, small_int
 from spine.api.routes.chat import call_headers
 from spine.auth.principal import Principal
 from spine.errors import InvalidRequestError
@@ -36,8 +35,6 @@ from spine.storage.prompts import PromptRow, PromptVersionRow
 router = APIRouter()
 
 WRITE_SCOPE = "prompts:write"
-DEFAULT_PAGE = 20
-MAX_PAGE = 100
 
 
 # Writes need the scope (admin holds every scope); reads need only ownership.
@@ -55,16 +52,16 @@ async def create_prompt(request: Request, principal: WriterDep) -> dict[str, Any
 
 @router.get("/v1/prompts")
 async def list_prompts(request: Request, principal: PrincipalDep) -> dict[str, Any]:
-    query = _query(request, {"limit", "after"})
+    query = known_query(request, {"limit", "after"})
     rows, has_more = await service.list_prompts(
-        principal, limit=_limit(query), after=query.get("after")
+        principal, limit=page_limit(query), after=query.get("after")
     )
-    return _page([prompt_summary(row) for row in rows], has_more)
+    return list_page([prompt_summary(row) for row in rows], has_more)
 
 
 @router.get("/v1/prompts/{ref}")
 async def get_prompt(ref: str, request: Request, principal: PrincipalDep) -> dict[str, Any]:
-    query = _query(request, {"version", "label"})
+    query = known_query(request, {"version", "label"})
     version = _version_number(query["version"]) if "version" in query else None
     label = _label(query["label"]) if "label" in query else None
     if version is not None and label is not None:
@@ -90,14 +87,14 @@ async def delete_prompt(ref: str, principal: WriterDep) -> dict[str, Any]:
 
 @router.get("/v1/prompts/{ref}/versions")
 async def list_versions(ref: str, request: Request, principal: PrincipalDep) -> dict[str, Any]:
-    query = _query(request, {"limit", "after"})
+    query = known_query(request, {"limit", "after"})
     # Newest first, so "after" a version means older ones: numbers below it.
     before = _version_number(query["after"], param="after") if "after" in query else None
     _, rows, has_more = await service.list_versions(
-        principal, ref, limit=_limit(query), before=before
+        principal, ref, limit=page_limit(query), before=before
     )
     data = [version_object(row) for row in rows]
-    page = _page(data, has_more)
+    page = list_page(data, has_more)
     page["first_id"] = rows[0].version if rows else None
     page["last_id"] = rows[-1].version if rows else None
     return page
@@ -189,8 +186,8 @@ def prompt_summary(row: PromptRow) -> dict[str, Any]:
         "name": row.name,
         "description": row.description,
         "latest_version": row.latest_version,
-        "created_at": _epoch(row.created_at),
-        "updated_at": _epoch(row.updated_at),
+        "created_at": epoch(row.created_at),
+        "updated_at": epoch(row.updated_at),
     }
 
 
@@ -215,44 +212,15 @@ def version_object(row: PromptVersionRow) -> dict[str, Any]:
         "content_hash": row.content_hash,
         "rolled_back_from": row.rolled_back_from,
         "created_by": row.created_by,
-        "created_at": _epoch(row.created_at),
+        "created_at": epoch(row.created_at),
     }
 
 
 # --- query and path parameters ------------------------------------------------------
 
 
-def _query(request: Request, allowed: Iterable[str]) -> dict[str, str]:
-    """The query parameters, each at most once and each one known (else 400)."""
-    allowed = set(allowed)
-    values: dict[str, str] = {}
-    for name, value in request.query_params.multi_items():
-        if name not in allowed:
-            raise InvalidRequestError(
-                f"Unrecognized query parameter: {name}", param=name, code="unknown_parameter"
-            )
-        if name in values:
-            raise InvalidRequestError(f"Query parameter '{name}' given twice.", param=name)
-        values[name] = value
-    return values
-
-
-def _limit(query: dict[str, str]) -> int:
-    raw = query.get("limit")
-    if raw is None:
-        return DEFAULT_PAGE
-    value = _small_int(raw)
-    if value is None or not 1 <= value <= MAX_PAGE:
-        raise InvalidRequestError(
-            f"'limit' must be an integer from 1 to {MAX_PAGE}, got '{raw[:32]}'.",
-            param="limit",
-            code="invalid_value",
-        )
-    return value
-
-
 def _version_number(raw: str, *, param: str = "version") -> int:
-    value = _small_int(raw)
+    value = small_int(raw)
     if value is None or not 1 <= value <= MAX_VERSION:
         raise InvalidRequestError(
             f"'{param}' must be a version number (an integer from 1), got '{raw[:32]}'.",
@@ -260,14 +228,6 @@ def _version_number(raw: str, *, param: str = "version") -> int:
             code="invalid_value",
         )
     return value
-
-
-def _small_int(raw: str) -> int | None:
-    """A plain ASCII decimal of at most 10 digits, else None ('²' is a digit to
-    str.isdigit, and int() refuses thousands of digits)."""
-    if not (raw.isascii() and raw.isdigit()) or len(raw) > 10:
-        return None
-    return int(raw)
 
 
 def _label(raw: str) -> str:
@@ -279,17 +239,3 @@ def _label(raw: str) -> str:
             code="invalid_value",
         )
     return raw
-
-
-def _page(data: list[dict[str, Any]], has_more: bool) -> dict[str, Any]:
-    return {
-        "object": "list",
-        "data": data,
-        "first_id": data[0]["id"] if data else None,
-        "last_id": data[-1]["id"] if data else None,
-        "has_more": has_more,
-    }
-
-
-def _epoch(moment: datetime) -> int:
-    return int(moment.timestamp())

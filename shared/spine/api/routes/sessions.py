@@ -10,8 +10,6 @@ order it is read in); `after` is the last id of the previous page.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -19,12 +17,12 @@ from fastapi.responses import JSONResponse
 
 from spine.api.app import AppState
 from spine.api.body import parse_body
-from spine.api.deps import PrincipalDep, RegistryDep, StateDep
+from spine.api.deps import PrincipalDep, RegistryDep, StateDep, context_with
+from spine.api.query import epoch, known_query, list_page, page_limit
 from spine.api.routes.chat import call_headers
 from spine.api.session_chat import session_headers
 from spine.auth.principal import Principal
 from spine.chat.service import CallContext
-from spine.errors import InvalidRequestError
 from spine.registry.resolve import Registry
 from spine.schemas.openai import ChatCompletionRequest
 from spine.schemas.sessions import SessionCreate, SessionMessageCreate, SessionUpdate
@@ -34,9 +32,6 @@ from spine.sessions.service import SessionTurn
 from spine.storage.sessions import MessageRow, SessionRow
 
 router = APIRouter()
-
-DEFAULT_PAGE = 20
-MAX_PAGE = 100
 
 
 @router.post("/v1/sessions", status_code=201)
@@ -50,11 +45,11 @@ async def create_session(
 
 @router.get("/v1/sessions")
 async def list_sessions(request: Request, principal: PrincipalDep) -> dict[str, Any]:
-    query = _query(request, {"limit", "after"})
+    query = known_query(request, {"limit", "after"})
     rows, has_more = await service.list_sessions(
-        principal, limit=_limit(query), after=query.get("after")
+        principal, limit=page_limit(query), after=query.get("after")
     )
-    return _page([session_object(row) for row in rows], has_more)
+    return list_page([session_object(row) for row in rows], has_more)
 
 
 @router.get("/v1/sessions/{session_id}")
@@ -81,11 +76,11 @@ async def delete_session(session_id: str, principal: PrincipalDep) -> dict[str, 
 async def list_messages(
     session_id: str, request: Request, principal: PrincipalDep
 ) -> dict[str, Any]:
-    query = _query(request, {"limit", "after"})
+    query = known_query(request, {"limit", "after"})
     rows, has_more = await service.list_messages(
-        principal, session_id, limit=_limit(query), after=query.get("after")
+        principal, session_id, limit=page_limit(query), after=query.get("after")
     )
-    return _page([message_object(row) for row in rows], has_more)
+    return list_page([message_object(row) for row in rows], has_more)
 
 
 @router.post("/v1/sessions/{session_id}/messages")
@@ -131,10 +126,8 @@ async def _admitted_context(
     `spine.api.deps.call_context` takes them for a chat body; the estimate covers the
     history sent (the body here names no model and holds one message)."""
     from spine.api.limits import HEADERS_STATE_KEY
-    from spine.api.middleware import RESERVATION_STATE_KEY
     from spine.limits.admission import admit_request, estimate_cost, estimate_tokens
     from spine.storage import db
-    from spine.usage.recorder import SettlingRecorder
 
     entry = registry.resolve(turn.request.model).entry
     prompt = turn.request.model_dump_json(exclude_none=True).encode()
@@ -147,18 +140,9 @@ async def _admitted_context(
         tokens=estimate_tokens(prompt, max_tokens),
         cost_usd=estimate_cost(entry, prompt, max_tokens),
     )
-    recorder = state.recorder
     if reservation is not None:
         setattr(request.state, HEADERS_STATE_KEY, reservation.headers())
-        setattr(request.state, RESERVATION_STATE_KEY, reservation)
-        recorder = SettlingRecorder(recorder, reservation)
-    return CallContext(
-        request_id=request.state.request_id,
-        principal=principal,
-        settings=state.settings,
-        registry=registry,
-        recorder=recorder,
-    )
+    return context_with(request, state, principal, registry, reservation)
 
 
 # --- response shapes (API objects, mapped explicitly from rows) ---------------------
@@ -172,8 +156,8 @@ def session_object(row: SessionRow) -> dict[str, Any]:
         "model": row.model,
         "system_prompt": row.system_prompt,
         "message_count": row.message_count,
-        "created_at": _epoch(row.created_at),
-        "updated_at": _epoch(row.updated_at),
+        "created_at": epoch(row.created_at),
+        "updated_at": epoch(row.updated_at),
     }
 
 
@@ -189,52 +173,8 @@ def message_object(row: MessageRow) -> dict[str, Any]:
         "tool_call_id": row.tool_call_id,
         "request_id": row.request_id,
         "tokens": row.tokens,
-        "created_at": _epoch(row.created_at),
+        "created_at": epoch(row.created_at),
     }
 
 
 # --- query parameters ---------------------------------------------------------------
-
-
-def _query(request: Request, allowed: Iterable[str]) -> dict[str, str]:
-    """The query parameters, each at most once and each one known (else 400)."""
-    allowed = set(allowed)
-    values: dict[str, str] = {}
-    for name, value in request.query_params.multi_items():
-        if name not in allowed:
-            raise InvalidRequestError(
-                f"Unrecognized query parameter: {name[:64]}", param=name, code="unknown_parameter"
-            )
-        if name in values:
-            raise InvalidRequestError(f"Query parameter '{name}' given twice.", param=name)
-        values[name] = value
-    return values
-
-
-def _limit(query: dict[str, str]) -> int:
-    raw = query.get("limit")
-    if raw is None:
-        return DEFAULT_PAGE
-    # ASCII digits only ('²' is a digit to str.isdigit), and few of them.
-    value = int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 4 else None
-    if value is None or not 1 <= value <= MAX_PAGE:
-        raise InvalidRequestError(
-            f"'limit' must be an integer from 1 to {MAX_PAGE}, got '{raw[:32]}'.",
-            param="limit",
-            code="invalid_value",
-        )
-    return value
-
-
-def _page(data: list[dict[str, Any]], has_more: bool) -> dict[str, Any]:
-    return {
-        "object": "list",
-        "data": data,
-        "first_id": data[0]["id"] if data else None,
-        "last_id": data[-1]["id"] if data else None,
-        "has_more": has_more,
-    }
-
-
-def _epoch(moment: datetime) -> int:
-    return int(moment.timestamp())
