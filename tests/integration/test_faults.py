@@ -246,59 +246,110 @@ def check_partial_row(row: dict[str, Any], kind: str, status: int, code: str) ->
     assert row["cost_usd"] == cost(kind, row) > 0
 
 
-# --- 500 on every call ------------------------------------------------------------------
+# --- a provider failing on every call: the fallback, or a clear error -----------------
+
+# (what the provider does on every try, the error code it becomes)
+EVERY_CALL = [
+    pytest.param(Fail(500), "upstream_error", id="500"),
+    pytest.param(Cut(), "upstream_error", id="closed-mid-answer"),  # half a body, then gone
+    pytest.param(Malformed(), "upstream_bad_response", id="malformed-json"),
+]
+# The same before a stream's first chunk: nothing was sent, so a fallback can serve.
+BEFORE_FIRST_CHUNK = [
+    pytest.param(Fail(500), "upstream_error", id="500"),
+    pytest.param(Cut(after=0), "upstream_error", id="closed"),  # 200 and headers, then gone
+    pytest.param(Malformed(after=0), "upstream_bad_response", id="malformed-first-line"),
+]
+# No fallback: the status says what happened (nothing was streamed yet).
+WITHOUT_FALLBACK = [
+    pytest.param(Fail(500), 502, "upstream_error", id="500"),
+    pytest.param(Cut(), 502, "upstream_error", id="closed-mid-answer"),
+    pytest.param(Malformed(), 502, "upstream_bad_response", id="malformed-json"),
+    pytest.param(Hang(30), 504, "upstream_timeout", id="hang"),
+]
+STREAM_WITHOUT_FALLBACK = [
+    pytest.param(Fail(500), 502, "upstream_error", id="500"),
+    pytest.param(Hang(30), 504, "upstream_timeout", id="hang"),
+]
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_500_on_every_call_then_the_fallback_answers(
-    gateway: Gateway, env: Env, api_key: str, kind: str
+@pytest.mark.parametrize(("fault", "code"), EVERY_CALL)
+def test_failing_every_call_then_the_fallback_answers(
+    gateway: Gateway, env: Env, api_key: str, kind: str, fault: Any, code: str
 ) -> None:
-    script_every_try(env, kind, Fail(500))
+    script_every_try(env, kind, fault)
     result, _ = chat(gateway, api_key, f"{kind}-primary")
     assert result.status == 200, result.body
     assert result.json()["model"] == f"{BACKUP_KIND[kind]}-backup"
     assert result.json()["choices"][0]["message"]["content"] == "echo: Say hello"
     assert len(env.fakes.requests(kind)) == ATTEMPTS
     [row] = rows_when_written(env)
-    check_fallback_row(row, kind, "upstream_error", stream=False)
+    check_fallback_row(row, kind, code, stream=False)
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_500_on_every_call_without_a_fallback_is_a_502(
-    gateway: Gateway, env: Env, api_key: str, kind: str
+@pytest.mark.parametrize(("fault", "status", "code"), WITHOUT_FALLBACK)
+def test_failing_every_call_without_a_fallback_is_a_clear_error(
+    gateway: Gateway, env: Env, api_key: str, kind: str, fault: Any, status: int, code: str
 ) -> None:
-    script_every_try(env, kind, Fail(500))
-    result, _ = chat(gateway, api_key, f"{kind}-solo")
-    assert result.status == 502
-    assert (result.error["type"], result.error["code"]) == ("upstream_error", "upstream_error")
-    assert len(env.fakes.requests(kind)) == ATTEMPTS
+    script_every_try(env, kind, fault)
+    result, elapsed = chat(gateway, api_key, f"{kind}-solo")
+    assert result.status == status
+    assert result.error["code"] == code
+    assert elapsed < NEVER_LONGER
     [row] = rows_when_written(env)
-    check_error_row(row, f"{kind}-solo", 502, "upstream_error")
+    check_error_row(row, f"{kind}-solo", status, code)
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_stream_500_on_every_call_then_the_fallback_streams(
-    emulator_url: str, env: Env, api_key: str, kind: str
+@pytest.mark.parametrize(("fault", "code"), BEFORE_FIRST_CHUNK)
+def test_stream_failing_before_the_first_chunk_then_the_fallback_streams(
+    emulator_url: str, env: Env, api_key: str, kind: str, fault: Any, code: str
 ) -> None:
-    script_every_try(env, kind, Fail(500))
+    script_every_try(env, kind, fault)
     result = stream(emulator_url, api_key, f"{kind}-primary")
     check_fallback_stream(result, kind)
+    assert len(env.fakes.requests(kind)) == ATTEMPTS
     [row] = rows_when_written(env)
-    check_fallback_row(row, kind, "upstream_error", stream=True)
+    check_fallback_row(row, kind, code, stream=True)
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_stream_500_on_every_call_without_a_fallback_is_a_json_502(
-    emulator_url: str, env: Env, api_key: str, kind: str
+@pytest.mark.parametrize(("fault", "status", "code"), STREAM_WITHOUT_FALLBACK)
+def test_stream_failing_without_a_fallback_is_a_json_error(
+    emulator_url: str, env: Env, api_key: str, kind: str, fault: Any, status: int, code: str
 ) -> None:
-    script_every_try(env, kind, Fail(500))
+    script_every_try(env, kind, fault)
     result = stream(emulator_url, api_key, f"{kind}-solo")
     # Nothing was streamed yet, so the status can still say what happened.
-    assert result.status == 502
+    assert result.status == status
     assert result.headers["content-type"] == "application/json"
-    assert result.error["code"] == "upstream_error"
+    assert result.error["code"] == code
+    assert result.elapsed < NEVER_LONGER
     [row] = rows_when_written(env)
-    check_error_row(row, f"{kind}-solo", 502, "upstream_error")
+    check_error_row(row, f"{kind}-solo", status, code)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize(
+    ("fault", "code"),
+    [
+        pytest.param(Cut, "upstream_error", id="closed"),
+        pytest.param(Malformed, "upstream_bad_response", id="malformed-line"),
+    ],
+)
+def test_stream_failing_mid_stream_is_an_error_event_then_done(
+    emulator_url: str, env: Env, api_key: str, kind: str, fault: Any, code: str
+) -> None:
+    env.fakes.script(kind, fault(after=SOME_TEXT_STREAMED[kind]))
+    result = stream(emulator_url, api_key, f"{kind}-primary")
+    error = check_error_event_then_done(result, code)
+    assert error["type"] == "upstream_error"
+    # A started stream is not handed to the fallback
+    assert env.fakes.requests(BACKUP_KIND[kind]) == []
+    [row] = rows_when_written(env)
+    check_partial_row(row, kind, 502, code)
 
 
 # --- 429 with Retry-After ----------------------------------------------------------------
@@ -404,19 +455,6 @@ def test_hang_past_the_total_timeout_then_the_fallback_answers(
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_hang_without_a_fallback_is_a_504(
-    gateway: Gateway, env: Env, api_key: str, kind: str
-) -> None:
-    script_every_try(env, kind, Hang(30))
-    result, elapsed = chat(gateway, api_key, f"{kind}-solo")
-    assert result.status == 504
-    assert result.error["code"] == "upstream_timeout"
-    assert elapsed < NEVER_LONGER
-    [row] = rows_when_written(env)
-    check_error_row(row, f"{kind}-solo", 504, "upstream_timeout")
-
-
-@pytest.mark.parametrize("kind", KINDS)
 def test_stream_hang_past_the_first_token_timeout_then_the_fallback_streams(
     emulator_url: str, env: Env, api_key: str, kind: str
 ) -> None:
@@ -427,19 +465,6 @@ def test_stream_hang_past_the_first_token_timeout_then_the_fallback_streams(
     assert 1.0 <= result.elapsed < 2.0 + 1.5
     [row] = rows_when_written(env)
     check_fallback_row(row, kind, "upstream_timeout", stream=True)
-
-
-@pytest.mark.parametrize("kind", KINDS)
-def test_stream_hang_without_a_fallback_is_a_json_504(
-    emulator_url: str, env: Env, api_key: str, kind: str
-) -> None:
-    script_every_try(env, kind, Hang(30))
-    result = stream(emulator_url, api_key, f"{kind}-solo")
-    assert result.status == 504
-    assert result.error["code"] == "upstream_timeout"
-    assert result.elapsed < NEVER_LONGER
-    [row] = rows_when_written(env)
-    check_error_row(row, f"{kind}-solo", 504, "upstream_timeout")
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -459,58 +484,6 @@ def test_stream_silent_past_the_total_timeout_is_an_error_event_then_done(
     check_partial_row(row, kind, 504, "upstream_timeout")
 
 
-# --- connection closed -------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("kind", KINDS)
-def test_connection_closed_mid_answer_then_the_fallback_answers(
-    gateway: Gateway, env: Env, api_key: str, kind: str
-) -> None:
-    script_every_try(env, kind, Cut())  # half the JSON body, then the connection drops
-    result, _ = chat(gateway, api_key, f"{kind}-primary")
-    assert result.status == 200, result.body
-    assert result.headers["x-spine-model"] == f"{BACKUP_KIND[kind]}-backup"
-    [row] = rows_when_written(env)
-    check_fallback_row(row, kind, "upstream_error", stream=False)
-
-
-@pytest.mark.parametrize("kind", KINDS)
-def test_connection_closed_mid_answer_without_a_fallback_is_a_502(
-    gateway: Gateway, env: Env, api_key: str, kind: str
-) -> None:
-    script_every_try(env, kind, Cut())
-    result, _ = chat(gateway, api_key, f"{kind}-solo")
-    assert result.status == 502
-    assert result.error["code"] == "upstream_error"
-    [row] = rows_when_written(env)
-    check_error_row(row, f"{kind}-solo", 502, "upstream_error")
-
-
-@pytest.mark.parametrize("kind", KINDS)
-def test_stream_closed_before_the_first_chunk_then_the_fallback_streams(
-    emulator_url: str, env: Env, api_key: str, kind: str
-) -> None:
-    script_every_try(env, kind, Cut(after=0))  # 200 and headers, then the connection drops
-    result = stream(emulator_url, api_key, f"{kind}-primary")
-    check_fallback_stream(result, kind)
-    assert len(env.fakes.requests(kind)) == ATTEMPTS
-    [row] = rows_when_written(env)
-    check_fallback_row(row, kind, "upstream_error", stream=True)
-
-
-@pytest.mark.parametrize("kind", KINDS)
-def test_stream_closed_mid_stream_is_an_error_event_then_done(
-    emulator_url: str, env: Env, api_key: str, kind: str
-) -> None:
-    env.fakes.script(kind, Cut(after=SOME_TEXT_STREAMED[kind]))
-    result = stream(emulator_url, api_key, f"{kind}-primary")
-    error = check_error_event_then_done(result, "upstream_error")
-    assert error["type"] == "upstream_error"
-    assert env.fakes.requests(BACKUP_KIND[kind]) == []
-    [row] = rows_when_written(env)
-    check_partial_row(row, kind, 502, "upstream_error")
-
-
 # --- malformed JSON ----------------------------------------------------------------------
 
 
@@ -526,50 +499,3 @@ def test_malformed_json_once_is_retried(
     assert (row["resolved_model"], row["status"]) == (f"{kind}-primary", "ok")
     assert row["cost_usd"] == cost(kind, row) > 0
     assert [f["code"] for f in row["metadata"]["failures"]] == ["upstream_bad_response"]
-
-
-@pytest.mark.parametrize("kind", KINDS)
-def test_malformed_json_on_every_call_then_the_fallback_answers(
-    gateway: Gateway, env: Env, api_key: str, kind: str
-) -> None:
-    script_every_try(env, kind, Malformed())
-    result, _ = chat(gateway, api_key, f"{kind}-primary")
-    assert result.status == 200, result.body
-    assert result.headers["x-spine-model"] == f"{BACKUP_KIND[kind]}-backup"
-    [row] = rows_when_written(env)
-    check_fallback_row(row, kind, "upstream_bad_response", stream=False)
-
-
-@pytest.mark.parametrize("kind", KINDS)
-def test_malformed_json_without_a_fallback_is_a_502(
-    gateway: Gateway, env: Env, api_key: str, kind: str
-) -> None:
-    script_every_try(env, kind, Malformed())
-    result, _ = chat(gateway, api_key, f"{kind}-solo")
-    assert result.status == 502
-    assert result.error["code"] == "upstream_bad_response"
-    [row] = rows_when_written(env)
-    check_error_row(row, f"{kind}-solo", 502, "upstream_bad_response")
-
-
-@pytest.mark.parametrize("kind", KINDS)
-def test_stream_malformed_before_the_first_chunk_then_the_fallback_streams(
-    emulator_url: str, env: Env, api_key: str, kind: str
-) -> None:
-    script_every_try(env, kind, Malformed(after=0))  # the first SSE data line is broken
-    result = stream(emulator_url, api_key, f"{kind}-primary")
-    check_fallback_stream(result, kind)
-    [row] = rows_when_written(env)
-    check_fallback_row(row, kind, "upstream_bad_response", stream=True)
-
-
-@pytest.mark.parametrize("kind", KINDS)
-def test_stream_malformed_mid_stream_is_an_error_event_then_done(
-    emulator_url: str, env: Env, api_key: str, kind: str
-) -> None:
-    env.fakes.script(kind, Malformed(after=SOME_TEXT_STREAMED[kind]))
-    result = stream(emulator_url, api_key, f"{kind}-primary")
-    check_error_event_then_done(result, "upstream_bad_response")
-    assert env.fakes.requests(BACKUP_KIND[kind]) == []
-    [row] = rows_when_written(env)
-    check_partial_row(row, kind, 502, "upstream_bad_response")
