@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import pytest
 
+from spine.errors import SpineError
 from spine.providers import get_provider
 from spine.providers.errors import UpstreamAuthenticationError
 from spine.registry.schema import ProviderKind
 from spine.schemas.openai import CompletionRequest
-from tests.fakes import FakeProviders, Reply
+from tests.fakes import Events, FakeProviders, Reply
 from tests.fakes import openai_api as wire
 from tests.providers.helpers import chat, make_target, user
 
@@ -211,3 +212,77 @@ def test_native_completion_fields_are_offered_by_compatible_servers_only() -> No
     request = CompletionRequest(model="m", prompt="p", echo=True, suffix="!", top_k=5)
     assert get_provider(LLAMACPP).unsupported_params(request) == []
     assert get_provider(OPENAI).unsupported_params(request) == ["echo", "suffix", "top_k"]
+
+
+async def test_streamed_llamacpp_request_carries_samplers_and_the_key(
+    fake_providers: FakeProviders,
+) -> None:
+    # Given a streamed request with llama.cpp samplers (sent outside the SDK's arguments)
+    request = chat(user("hi"), stream=True, top_k=40, mirostat=2, max_completion_tokens=8)
+    # When it streams from a llama.cpp server
+    chunks = [
+        c
+        async for c in get_provider(LLAMACPP).chat_stream(
+            make_target(LLAMACPP, fake_providers), request
+        )
+    ]
+    # Then one request went upstream with the samplers in its body, and the key
+    sent = fake_providers.last("openai")
+    assert sent.headers["authorization"] == "Bearer upstream-key"
+    assert (sent.json["top_k"], sent.json["mirostat"], sent.json["max_tokens"]) == (40, 2, 8)
+    assert (sent.json["stream"], sent.json["model"]) == (True, "smollm2-135m")
+    assert chunks[-1]["usage"]["total_tokens"] > 0
+
+
+async def test_streamed_deltas_keep_message_fields_only(fake_providers: FakeProviders) -> None:
+    # Given a server that streams a tool call with nulls and fields of its own
+    call = {"index": 0, "id": "call_1", "type": "function", "function": {"name": "f"}}
+    fake_providers.script(
+        "openai",
+        Events(
+            [
+                wire.chunk("m", {"role": "assistant", "content": None, "reasoning": "hm"}),
+                wire.chunk("m", {"tool_calls": [{**call, "function": {"name": "f", "x": None}}]}),
+                wire.chunk("m", {"tool_calls": [{"index": 0, "id": None, "function": None}]}),
+                {**wire.chunk("m", {}, "eos"), "timings": {"predicted_ms": 1.0}},
+                wire.usage_chunk("m", wire.usage(3, 2, cached=1)),
+            ]
+        ),
+    )
+    request = chat(user("call f"), stream=True)
+    # When
+    chunks = [
+        c
+        async for c in get_provider(LLAMACPP).chat_stream(
+            make_target(LLAMACPP, fake_providers), request
+        )
+    ]
+    # Then each delta has OpenAI's message fields, nulls left out; finish reasons are
+    # OpenAI's; and the usage chunk is in Spine's form
+    assert [c["choices"][0]["delta"] for c in chunks[:4]] == [
+        {"role": "assistant"},
+        {
+            "tool_calls": [
+                {"index": 0, "id": "call_1", "type": "function", "function": {"name": "f"}}
+            ]
+        },
+        {"tool_calls": [{"index": 0}]},
+        {},
+    ]
+    assert [c["choices"][0]["finish_reason"] for c in chunks[:4]] == [None, None, None, "stop"]
+    assert "timings" not in chunks[3]
+    assert chunks[4]["choices"] == []
+    assert chunks[4]["usage"]["prompt_tokens_details"]["cached_tokens"] == 1
+    assert chunks[4]["usage"]["total_tokens"] == 5
+
+
+async def test_a_stream_event_that_is_not_an_object_is_a_bad_upstream_answer(
+    fake_providers: FakeProviders,
+) -> None:
+    fake_providers.script("openai", Events([[1, 2, 3]]))
+    request = chat(user("hi"), stream=True)
+    provider = get_provider(OPENAI)
+    with pytest.raises(SpineError) as caught:
+        async for _ in provider.chat_stream(make_target(OPENAI, fake_providers), request):
+            pass
+    assert caught.value.status_code == 502

@@ -70,6 +70,11 @@ class RouteTable:
         self.routes = sorted(
             routes, key=lambda r: (tuple(_kind(s) for s in r.segments), r.path, r.method)
         )
+        # Grouped once by resource, in the same order: matching runs on every request.
+        by_path: dict[str, list[Route]] = {}
+        for route in self.routes:
+            by_path.setdefault(route.path, []).append(route)
+        self._resources = [(methods[0].segments, methods) for methods in by_path.values()]
 
     @classmethod
     def from_template(cls, template: Template) -> RouteTable:
@@ -89,9 +94,8 @@ class RouteTable:
         """The route for this request, or None (API Gateway's 403)."""
         parts = [p for p in path.split("/") if p]
         method = method.upper()
-        for resource_path in dict.fromkeys(r.path for r in self.routes):
-            candidates = [r for r in self.routes if r.path == resource_path]
-            params = _match_segments(candidates[0].segments, parts)
+        for segments, candidates in self._resources:
+            params = _match_segments(segments, parts)
             if params is None:
                 continue
             # The most specific resource decides; its methods either serve or 403.
