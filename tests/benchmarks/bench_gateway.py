@@ -41,6 +41,28 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[index]
 
 
+def profile_handler(
+    gateway: object, body: dict[str, object], key: str, requests: int, target: Path
+) -> None:
+    """cProfile of `requests` handler invocations, warm, to `target` (pstats)."""
+    import cProfile
+
+    from tests.integration.gateway import Gateway
+
+    from spine.local.runtime import LambdaContext
+
+    assert isinstance(gateway, Gateway)
+    module = gateway.module("ChatFunction")
+    event = gateway.request("POST", "/v1/chat/completions", json_body=body, key=key).event
+    context = LambdaContext.for_invocation(
+        gateway.template.functions["ChatFunction"], time.monotonic() + 30
+    )
+    with cProfile.Profile() as profiler:
+        for _ in range(requests):
+            module.handler(event, context)
+    profiler.dump_stats(target)
+
+
 def write_config(folder: Path, upstream: str) -> None:
     (folder / "models.yaml").write_text(
         textwrap.dedent(
@@ -90,6 +112,12 @@ def main() -> int:
         type=Path,
         default=None,
         help="also write `python -X importtime` of one cold start to this file",
+    )
+    parser.add_argument(
+        "--handler-profile",
+        type=Path,
+        default=None,
+        help="also write a cProfile of the handler over the measured requests (pstats file)",
     )
     args = parser.parse_args()
 
@@ -143,6 +171,8 @@ def run(args: argparse.Namespace, folder: Path, base_url: str) -> int:
     eager = timed_imports(args.cold_runs, EAGER_IMPORTS)
     floor = timed_imports(args.cold_runs, FLOOR_IMPORTS)
     direct, through = added_latency(gateway, base_url, body, key, args.requests)
+    if args.handler_profile is not None:
+        profile_handler(gateway, body, key, args.requests, args.handler_profile)
     gateway.close()
 
     report(cold, eager, floor, direct, through, args.requests)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
-from typing import Any
+from typing import Any, TypeVar
 
 import openai
 from openai import AsyncStream, RequestOptions
@@ -68,12 +68,14 @@ _FINISH_REASONS: dict[str, FinishReason] = {
     "max_tokens": "length",
 }
 
-# Streams are opened through the SDK's own `post`, not `chat.completions.create` /
-# `completions.create`: the request is already a JSON-ready dict, which `create` would
-# walk again against the SDK's TypedDicts, and each event comes back as its JSON dict
-# (`AsyncStream[object]`) instead of a model the adapter would dump straight back to a
-# dict. Together about 0.5 ms of the first chunk (tests/benchmarks/bench_ttfc.py).
+# Requests go through the SDK's own `post` (its auth, headers, timeouts and error
+# exceptions), not `chat.completions.create` / `completions.create`: the request is
+# already a JSON-ready dict, which `create` would walk again against the SDK's
+# TypedDicts. Stream events come back as their JSON dicts (`AsyncStream[object]`)
+# instead of models the adapter would dump straight back to dicts. Together about
+# 0.5 ms per call (tests/benchmarks/bench_ttfc.py, bench_gateway.py).
 _EventStream = AsyncStream[object]
+T = TypeVar("T")
 
 _CHAT_FIELDS = frozenset(ChatCompletionRequest.model_fields)
 _TEXT_COMPLETION_FIELDS = frozenset(CompletionRequest.model_fields)
@@ -160,7 +162,9 @@ class OpenAIProvider(ChatProvider):
         params = self._chat_params(target, request)
         try:
             raw = await within_deadline(
-                self.kind.value, target.timeouts.total, client.chat.completions.create(**params)
+                self.kind.value,
+                target.timeouts.total,
+                _post(client, "/chat/completions", params, cast_to=SdkChatCompletion),
             )
             return self._chat_completion(raw)
         except (openai.OpenAIError, json.JSONDecodeError) as exc:
@@ -203,7 +207,9 @@ class OpenAIProvider(ChatProvider):
         params = self._completion_params(target, request)
         try:
             raw = await within_deadline(
-                self.kind.value, target.timeouts.total, client.completions.create(**params)
+                self.kind.value,
+                target.timeouts.total,
+                _post(client, "/completions", params, cast_to=SdkCompletion),
             )
             return self._text_completion(raw)
         except (openai.OpenAIError, json.JSONDecodeError) as exc:
@@ -411,17 +417,31 @@ _BEARER_AUTH: RequestOptions = {"security": {"bearer_auth": True}}
 async def _open_stream(
     client: openai.AsyncOpenAI, path: str, params: dict[str, Any]
 ) -> _EventStream:
-    """POST a streamed request through the SDK (its auth, headers, timeouts, retries and
-    error mapping) with `params` as the body; `extra_body` is merged in as `create`
-    merges it."""
-    body = dict(params)
-    options = _BEARER_AUTH
-    extra_body = body.pop("extra_body", None)
-    if extra_body:
-        options = {**_BEARER_AUTH, "extra_json": extra_body}
+    """POST a streamed request through the SDK; each event comes back as its dict."""
+    body, options = _body_and_options(params)
     return await client.post(
         path, body=body, options=options, cast_to=object, stream=True, stream_cls=_EventStream
     )
+
+
+async def _post(
+    client: openai.AsyncOpenAI, path: str, params: dict[str, Any], *, cast_to: type[T]
+) -> T:
+    """POST a request through the SDK and build its answer model: what `create` does
+    without walking the already JSON-ready `params` against the SDK's TypedDicts
+    (about 0.5 ms a call, tests/benchmarks/bench_gateway.py --handler-profile)."""
+    body, options = _body_and_options(params)
+    return await client.post(path, body=body, options=options, cast_to=cast_to)
+
+
+def _body_and_options(params: dict[str, Any]) -> tuple[dict[str, Any], RequestOptions]:
+    """The JSON body and the SDK request options (its bearer auth; `extra_body` merged
+    into the body as `create` merges it)."""
+    body = dict(params)
+    extra_body = body.pop("extra_body", None)
+    if extra_body:
+        return body, {**_BEARER_AUTH, "extra_json": extra_body}
+    return body, _BEARER_AUTH
 
 
 def _objects(value: object) -> list[dict[str, Any]]:

@@ -45,9 +45,8 @@ RETURNING id, name, prefix, principal, tenant, scopes, tier,
 """
 
 # The lookup and the (rare) last_used_at refresh in one statement: one round trip.
-# `AUTHENTICATE_CTES` is also the head of the statement that authenticates and takes
-# rate limits at once (spine.storage.limits.authenticate_and_admit).
-AUTHENTICATE_CTES = """
+# spine_authenticate_admit (migrations/0007) does the same before taking rate limits.
+_AUTHENTICATE = """
 WITH hit AS (
     SELECT id, name, prefix, principal, tenant, scopes, tier,
            created_at, expires_at, revoked_at, last_used_at,
@@ -61,8 +60,8 @@ WITH hit AS (
     WHERE id = (SELECT id FROM hit)
       AND (last_used_at IS NULL OR last_used_at < now() - %(resolution)s::interval)
 )
+SELECT * FROM hit
 """
-_AUTHENTICATE = AUTHENTICATE_CTES + "SELECT * FROM hit"  # noqa: S608 - constant SQL
 
 _ROW_COLUMNS = """id, name, prefix, principal, tenant, scopes, tier,
        created_at, expires_at, revoked_at, last_used_at,

@@ -16,12 +16,7 @@ from decimal import Decimal
 
 from psycopg.rows import dict_row
 
-from spine.storage.api_keys import (
-    AUTHENTICATE_CTES,
-    LAST_USED_RESOLUTION,
-    ApiKeyRow,
-    hash_key,
-)
+from spine.storage.api_keys import LAST_USED_RESOLUTION, ApiKeyRow, hash_key
 from spine.storage.db import Connection
 from spine.storage.usage import INSERT_USAGE, UsageRecord, record_usage, usage_params
 
@@ -51,25 +46,17 @@ WHERE ctid = ANY (ARRAY(
     LIMIT %(batch)s))
 """
 
-# The key lookup and the admission in one round trip: the counters of the key's
-# principal carry PRINCIPAL_SUBJECT, replaced here by the key's subject (its owner, or
-# "key:<id>"; the same as spine.auth.api_keys). An unknown key returns no row and
-# takes nothing; a known one returns one row per limited counter, or one row with
-# NULL counter columns when nothing is limited.
+# The key lookup and the admission in one round trip (migrations/0007): the
+# counters of the key's principal carry PRINCIPAL_SUBJECT, replaced there by the
+# key's subject (its owner, or "key:<id>"; the same as spine.auth.api_keys). An
+# unknown key returns no row and takes nothing; a known one returns one row per
+# limited counter, or one row with NULL counter columns when nothing is limited.
 PRINCIPAL_SUBJECT = "principal:?"
-_AUTHENTICATE_AND_ADMIT = (
-    AUTHENTICATE_CTES
-    + """
-SELECT hit.*, a.counter_index, a.counter_limit, a.counter_used,
-       a.counter_window_start, a.counter_window_end, a.admitted, now() AS now
-FROM hit LEFT JOIN LATERAL spine_admit(
-    hit.id,
-    array_replace(%(subjects)s::text[], %(placeholder)s,
-                  'principal:' || coalesce(hit.principal, 'key:' || hit.id::text)),
-    %(metrics)s, %(windows)s, %(amounts)s, %(limits)s, %(overrides)s, %(cleanup)s
-) AS a ON true
+_AUTHENTICATE_AND_ADMIT = """
+SELECT * FROM spine_authenticate_admit(
+    %(hash)s, %(resolution)s::interval, %(placeholder)s, %(subjects)s, %(metrics)s,
+    %(windows)s, %(amounts)s, %(limits)s, %(overrides)s, %(cleanup)s, %(limited)s)
 """
-)
 
 _SET_KEY_LIMITS = """
 UPDATE api_keys
@@ -151,6 +138,7 @@ async def authenticate_and_admit(
         "hash": hash_key(plaintext),
         "resolution": LAST_USED_RESOLUTION,
         "placeholder": PRINCIPAL_SUBJECT,
+        "limited": any(c.limit is not None for c in ordered),
         **_counter_params(ordered, cleanup),
     }
     async with conn.cursor(row_factory=dict_row) as cur:
