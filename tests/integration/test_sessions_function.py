@@ -527,3 +527,33 @@ def test_anonymous_callers_cannot_use_sessions(gateway: Gateway, env: Env, alice
         assert env.fakes.requests("openai") == []
     finally:
         public.close()
+
+
+# --- rate limits ------------------------------------------------------------------------
+
+
+def test_session_messages_are_rate_limited_and_a_refusal_stores_nothing(
+    gateway: Gateway, env: Env
+) -> None:
+    # Given a key allowed one request per minute (away from a minute's end, where a
+    # new window would admit the second request)
+    if time.time() % 60 > 55:
+        time.sleep(60.5 - time.time() % 60)
+    key = env.create_key("limited", principal="carol", tenant="acme")
+    with psycopg.connect(env.db_url, autocommit=True) as conn:
+        conn.execute("UPDATE api_keys SET rpm = 1 WHERE principal = 'carol'")
+    session = create(gateway, key, model="gpt-test")
+
+    # When two messages are sent
+    first = send(gateway, key, session["id"], "Hello")
+    second = send(gateway, key, session["id"], "Hello again")
+
+    # Then the first is answered with the limit's headers, the second refused before
+    # any provider call, and only the first turn is stored
+    assert first.status == 200, first.body
+    assert first.headers["x-ratelimit-limit-requests"] == "1"
+    assert first.headers["x-ratelimit-remaining-requests"] == "0"
+    assert_error(second, 429, None)
+    assert int(second.headers["retry-after"]) >= 1
+    assert len(env.fakes.requests("openai")) == 1
+    assert [role for role, _ in transcript(gateway, key, session["id"])] == ["user", "assistant"]
