@@ -81,6 +81,31 @@ def test_a_client_walks_every_identity_and_memory_endpoint(
     assert executed.status_code == 200, executed.text
     assert env.fakes.last("openai").json["messages"][-1]["content"] == "Greet Ada"
 
+    # Chat sessions: create, send a message, then a chat completion with session_id
+    # through the official client, and the transcript holds both turns
+    session = http.post(
+        "/v1/sessions", headers=bearer(admin), json={"model": "gpt-test", "title": "walk"}
+    )
+    assert session.status_code == 201, session.text
+    session_id = session.json()["id"]
+    sent = http.post(
+        f"/v1/sessions/{session_id}/messages", headers=bearer(admin), json={"content": "Hi"}
+    )
+    assert sent.status_code == 200, sent.text
+    with openai.OpenAI(base_url=f"{emulator_url}/v1", api_key=admin, max_retries=0) as sdk:
+        raw = sdk.chat.completions.with_raw_response.create(
+            model="gpt-test",
+            messages=[{"role": "user", "content": "And again"}],
+            extra_body={"session_id": session_id},
+        )
+        assert raw.headers["x-spine-session-id"] == session_id
+    history = http.get(f"/v1/sessions/{session_id}/messages", headers=bearer(admin)).json()
+    assert [m["role"] for m in history["data"]] == ["user", "assistant", "user", "assistant"]
+    # The provider got the history before the new message
+    sent_to_provider = [m["content"] for m in env.fakes.last("openai").json["messages"]]
+    assert sent_to_provider == ["Hi", "echo: Hi", "And again"]
+    assert http.get("/v1/sessions", headers=bearer(alice_key)).json()["data"] == []
+
     # Usage, pricing and a cost estimate
     usage = http.get("/v1/usage", headers=bearer(admin))
     assert usage.status_code == 200, usage.text
