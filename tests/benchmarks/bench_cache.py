@@ -23,7 +23,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import textwrap
 import time
 from pathlib import Path
 from typing import Any
@@ -32,32 +31,14 @@ REPO = Path(__file__).resolve().parents[2]
 BENCH_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(REPO))
 
-from tests.benchmarks.bench_gateway import create_key, free_port, percentile  # noqa: E402
+from tests.benchmarks.bench_gateway import (  # noqa: E402
+    create_key,
+    free_port,
+    percentile,
+    write_config,
+)
 
 MESSAGES = [{"role": "user", "content": "What is the capital of France?"}]
-
-
-def write_config(folder: Path, upstream: str) -> None:
-    (folder / "models.yaml").write_text(
-        textwrap.dedent(
-            f"""\
-            version: 1
-            models:
-              - id: gpt-bench
-                provider: openai
-                model: gpt-bench
-                base_url: {upstream}
-                api_key: {{env: BENCH_UPSTREAM_KEY}}
-                pricing: {{input: 0.15, output: 0.6}}
-                context_window: 128000
-                capabilities: [chat, streaming]
-                cache_ttl: 3600
-            """
-        )
-    )
-    (folder / "config.toml").write_text(
-        '[service]\nenvironment = "test"\n[models]\nreload_interval_seconds = 2.0\n'
-    )
 
 
 def main() -> int:
@@ -73,7 +54,11 @@ def main() -> int:
         text=True,
     )
     assert upstream.stdout is not None and upstream.stdout.readline().strip() == "ready"
-    write_config(folder, f"http://127.0.0.1:{port}/v1")
+    write_config(
+        folder,
+        f"http://127.0.0.1:{port}/v1",
+        model_extra="capabilities: [chat, streaming]\ncache_ttl: 3600",
+    )
     os.environ.update(
         {
             "SPINE_CONFIG": str(folder / "config.toml"),

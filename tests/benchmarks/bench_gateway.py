@@ -63,22 +63,24 @@ def profile_handler(
     profiler.dump_stats(target)
 
 
-def write_config(folder: Path, upstream: str) -> None:
-    (folder / "models.yaml").write_text(
-        textwrap.dedent(
-            f"""\
-            version: 1
-            models:
-              - id: gpt-bench
-                provider: openai
-                model: gpt-bench
-                base_url: {upstream}
-                api_key: {{env: BENCH_UPSTREAM_KEY}}
-                pricing: {{input: 0.15, output: 0.6}}
-                context_window: 128000
-            """
-        )
+def write_config(folder: Path, upstream: str, *, model_extra: str = "") -> None:
+    """models.yaml with one model on the instant upstream (plus `model_extra`, YAML
+    lines of that model's entry), and config.toml; the other benchmarks share it."""
+    entry = textwrap.dedent(
+        f"""\
+        version: 1
+        models:
+          - id: gpt-bench
+            provider: openai
+            model: gpt-bench
+            base_url: {upstream}
+            api_key: {{env: BENCH_UPSTREAM_KEY}}
+            pricing: {{input: 0.15, output: 0.6}}
+            context_window: 128000
+        """
     )
+    extra = "".join(f"    {line}\n" for line in textwrap.dedent(model_extra).splitlines() if line)
+    (folder / "models.yaml").write_text(entry + extra)
     (folder / "config.toml").write_text(
         '[service]\nenvironment = "test"\n[models]\nreload_interval_seconds = 2.0\n'
     )

@@ -22,7 +22,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import textwrap
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -36,31 +35,9 @@ REPO = Path(__file__).resolve().parents[2]
 BENCH_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH_DIR))
 
-from bench_gateway import create_key, free_port, percentile  # noqa: E402
+from bench_gateway import create_key, free_port, percentile, write_config  # noqa: E402
 
 MESSAGES: list[ChatCompletionMessageParam] = [{"role": "user", "content": "hi"}]
-
-
-def write_config(folder: Path, upstream: str) -> None:
-    (folder / "models.yaml").write_text(
-        textwrap.dedent(
-            f"""\
-            version: 1
-            models:
-              - id: gpt-bench
-                provider: openai
-                model: gpt-bench
-                base_url: {upstream}
-                api_key: {{env: BENCH_UPSTREAM_KEY}}
-                pricing: {{input: 0.15, output: 0.6}}
-                context_window: 128000
-                capabilities: [chat, streaming]
-            """
-        )
-    )
-    (folder / "config.toml").write_text(
-        '[service]\nenvironment = "test"\n[models]\nreload_interval_seconds = 2.0\n'
-    )
 
 
 def main() -> int:
@@ -90,7 +67,7 @@ def main() -> int:
     )
     assert upstream.stdout is not None and upstream.stdout.readline().strip() == "ready"
     upstream_url = f"http://127.0.0.1:{upstream_port}/v1"
-    write_config(folder, upstream_url)
+    write_config(folder, upstream_url, model_extra="capabilities: [chat, streaming]")
     os.environ.update(
         {
             "SPINE_CONFIG": str(folder / "config.toml"),
