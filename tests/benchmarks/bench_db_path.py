@@ -118,6 +118,7 @@ TURN: list[Any] = []
 async def create_sessions(conn: Any) -> list[Any]:
     """SESSIONS sessions of SESSION_TURNS turns each, one owner per session."""
     from spine.storage import sessions
+    from spine.storage.owner import Owner
 
     TURN[:] = [
         sessions.NewMessage(role="user", content="What is the capital of France? " * 4, tokens=30),
@@ -127,7 +128,7 @@ async def create_sessions(conn: Any) -> list[Any]:
     ]
     owners = []
     for i in range(SESSIONS):
-        owner = sessions.Owner(tenant="bench", subject=f"user-{i}")
+        owner = Owner(tenant="bench", subject=f"user-{i}")
         row = await sessions.create_session(
             conn, owner, title="t", model="gpt-bench", system_prompt="Be brief."
         )

@@ -10,8 +10,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from spine.storage.api_keys import hash_key
-from spine.storage.limits import set_key_limits
+from spine.storage.api_keys import KeyChanges, hash_key, update_key
 from tests.fakes import Reply, openai_api
 from tests.integration.conftest import MODELS_YAML, Env, run_async
 from tests.integration.gateway import Gateway, Result
@@ -34,7 +33,7 @@ def key_limits(env: Env, plaintext: str, **limits: object) -> None:
             )
             row = await cur.fetchone()
             assert row is not None
-            assert await set_key_limits(conn, row[0], **limits)  # type: ignore[arg-type]
+            assert await update_key(conn, row[0], KeyChanges(limits=limits))  # type: ignore[arg-type]
 
     run_async(go())
 

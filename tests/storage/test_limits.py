@@ -11,7 +11,7 @@ from typing import Any
 
 import psycopg
 
-from spine.storage.api_keys import create_key, revoke_key
+from spine.storage.api_keys import KeyChanges, create_key, revoke_key, update_key
 from spine.storage.db import Connection
 from spine.storage.limits import (
     PRINCIPAL_SUBJECT,
@@ -20,7 +20,6 @@ from spine.storage.limits import (
     admit,
     authenticate_and_admit,
     delete_expired,
-    set_key_limits,
     settle,
 )
 
@@ -121,7 +120,7 @@ async def test_token_reservation_is_settled_to_real_usage(db_conn: Connection) -
 async def test_unlimited_counters_are_skipped_and_key_overrides_win(db_conn: Connection) -> None:
     # Given a key limited to 2 rpm while the default is unlimited
     _, key = await create_key(db_conn, "k", prefix="sk-spine-")
-    assert await set_key_limits(db_conn, key.id, rpm=2)
+    assert await update_key(db_conn, key.id, KeyChanges(limits={"rpm": 2}))
 
     # When three requests arrive, and an unlimited subject also counts
     results = [
@@ -180,7 +179,7 @@ async def test_key_lookup_and_admission_are_one_round_trip(db_url: str) -> None:
     # Given a key owned by "alice", limited to 2 rpm by override, and a model limit
     async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as setup:
         plaintext, key = await create_key(setup, "k", prefix="sk-spine-", principal="alice")
-        assert await set_key_limits(setup, key.id, rpm=2)
+        assert await update_key(setup, key.id, KeyChanges(limits={"rpm": 2}))
     counters = [
         rpm(PRINCIPAL_SUBJECT, None, override=True),
         rpm("model:m", 10),

@@ -11,7 +11,7 @@ from spine.errors import ConflictError
 from spine.prompts.templates import PromptContent, Variable
 from spine.storage import db
 from spine.storage import prompts as store
-from spine.storage.prompts import Owner
+from spine.storage.owner import Owner
 
 ALICE = Owner(tenant="acme", subject="alice")
 

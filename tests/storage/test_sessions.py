@@ -10,7 +10,8 @@ import pytest
 
 from spine.storage import db
 from spine.storage import sessions as store
-from spine.storage.sessions import NewMessage, Owner
+from spine.storage.owner import Owner
+from spine.storage.sessions import NewMessage
 
 ALICE = Owner(tenant="acme", subject="alice")
 BOB = Owner(tenant="acme", subject="bob")

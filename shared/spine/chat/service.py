@@ -6,9 +6,10 @@ record one usage row. No HTTP here: callers get models or domain errors."""
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from spine.auth.principal import Principal
 from spine.chat.cache import (
@@ -45,6 +46,9 @@ from spine.settings import Settings
 from spine.usage.recorder import UsageRecorder
 
 logger = get_logger(__name__)
+
+R = TypeVar("R", ChatCompletionRequest, CompletionRequest)  # what a model is called with
+A = TypeVar("A", ChatCompletion, TextCompletion)  # the answer
 
 
 @dataclass(frozen=True)
@@ -88,19 +92,9 @@ async def create_chat_completion(
         provider = get_provider(candidate.resolved.entry.provider)
         return await provider.chat(candidate.target, effective)
 
-    started = time.perf_counter()
-    plan = plan_cache(ctx, resolved, "chat.completions", prepare, cache)
-    if plan is not None and (hit := await find(ctx, resolved, plan)) is not None:
-        assert isinstance(hit.answer, ChatCompletion)
-        return hit.answer, await _answered_from_cache(ctx, resolved, hit, plan, started)
-    served = await serve(ctx, resolved, "chat.completions", prepare, call)
-    response = served.value
-    result = await _record_success(ctx, served, response.usage, "chat.completions", started)
-    response.model = result.resolved.entry.id
-    if plan is not None:
-        result.cache = "MISS"
-        await _keep(ctx, plan, response, result)
-    return response, result
+    return await _answer(
+        ctx, resolved, "chat.completions", prepare, call, cache=cache, answer_type=ChatCompletion
+    )
 
 
 async def create_completion(
@@ -120,14 +114,31 @@ async def create_completion(
         provider = get_provider(candidate.resolved.entry.provider)
         return await provider.complete(candidate.target, effective)
 
+    return await _answer(
+        ctx, resolved, "completions", prepare, call, cache=cache, answer_type=TextCompletion
+    )
+
+
+async def _answer(
+    ctx: CallContext,
+    resolved: ResolvedModel,
+    endpoint: str,
+    prepare: Callable[[ResolvedModel], R],
+    call: Callable[[Candidate, R], Awaitable[A]],
+    *,
+    cache: CacheControl | None,
+    answer_type: type[A],
+) -> tuple[A, CallResult]:
+    """From the response cache when it holds the answer; else through the chain
+    (retries, fallbacks), with its usage row, kept in the cache when planned."""
     started = time.perf_counter()
-    plan = plan_cache(ctx, resolved, "completions", prepare, cache)
+    plan = plan_cache(ctx, resolved, endpoint, prepare, cache)
     if plan is not None and (hit := await find(ctx, resolved, plan)) is not None:
-        assert isinstance(hit.answer, TextCompletion)
+        assert isinstance(hit.answer, answer_type)
         return hit.answer, await _answered_from_cache(ctx, resolved, hit, plan, started)
-    served = await serve(ctx, resolved, "completions", prepare, call)
+    served = await serve(ctx, resolved, endpoint, prepare, call)
     response = served.value
-    result = await _record_success(ctx, served, response.usage, "completions", started)
+    result = await _record_success(ctx, served, response.usage, endpoint, started)
     response.model = result.resolved.entry.id
     if plan is not None:
         result.cache = "MISS"

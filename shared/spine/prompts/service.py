@@ -30,7 +30,8 @@ from spine.schemas.prompts import (
 )
 from spine.storage import db
 from spine.storage import prompts as store
-from spine.storage.prompts import Owner, PromptRow, PromptVersionRow
+from spine.storage.owner import Owner
+from spine.storage.prompts import PromptRow, PromptVersionRow
 
 # Chat request fields a prompt's parameters may not set: execute-prompt supplies
 # them (model, messages) or does not support them (streaming, sessions).

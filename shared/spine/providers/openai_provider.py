@@ -9,7 +9,7 @@ server may receive (llama.cpp samplers go only to llama.cpp-style servers, throu
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import aclosing
 from typing import Any, TypeVar
 
@@ -158,37 +158,16 @@ class OpenAIProvider(ChatProvider):
         return params
 
     async def chat(self, target: Target, request: ChatCompletionRequest) -> ChatCompletion:
-        client = self._client(target)
         params = self._chat_params(target, request)
-        try:
-            raw = await within_deadline(
-                self.kind.value,
-                target.timeouts.total,
-                _post(client, "/chat/completions", params, cast_to=SdkChatCompletion),
-            )
-            return self._chat_completion(raw)
-        except (openai.OpenAIError, json.JSONDecodeError) as exc:
-            raise self._map_error(exc) from exc
+        raw = await self._call(target, "/chat/completions", params, SdkChatCompletion)
+        return self._chat_completion(raw)
 
     async def chat_stream(
         self, target: Target, request: ChatCompletionRequest
     ) -> AsyncGenerator[dict[str, Any], None]:
-        client = self._client(target)
         params = self._chat_params(target, request)
-        # Always ask for usage: the ledger needs it whether or not the client asked.
-        params.update(stream=True, stream_options={"include_usage": True})
-
-        async def chunks() -> AsyncIterator[dict[str, Any]]:
-            try:
-                stream = await _open_stream(client, "/chat/completions", params)
-                async with stream:
-                    async for event in stream:
-                        yield self._chunk(event)
-            except (openai.OpenAIError, json.JSONDecodeError) as exc:
-                raise self._map_error(exc) from exc
-
-        async with aclosing(guard_stream(self.kind.value, target.timeouts, chunks())) as items:
-            async for item in items:
+        async with aclosing(self._stream(target, "/chat/completions", params, self._chunk)) as s:
+            async for item in s:
                 yield item
 
     def _completion_params(self, target: Target, request: CompletionRequest) -> dict[str, Any]:
@@ -203,17 +182,9 @@ class OpenAIProvider(ChatProvider):
         current models are chat-only, so there the base class asks as one user turn."""
         if not self.compatible:
             return await super().complete(target, request)
-        client = self._client(target)
         params = self._completion_params(target, request)
-        try:
-            raw = await within_deadline(
-                self.kind.value,
-                target.timeouts.total,
-                _post(client, "/completions", params, cast_to=SdkCompletion),
-            )
-            return self._text_completion(raw)
-        except (openai.OpenAIError, json.JSONDecodeError) as exc:
-            raise self._map_error(exc) from exc
+        raw = await self._call(target, "/completions", params, SdkCompletion)
+        return self._text_completion(raw)
 
     async def complete_stream(
         self, target: Target, request: CompletionRequest
@@ -223,16 +194,40 @@ class OpenAIProvider(ChatProvider):
                 async for item in inherited:
                     yield item
             return
-        client = self._client(target)
         params = self._completion_params(target, request)
-        params.update(stream=True, stream_options={"include_usage": True})
+        async with aclosing(self._stream(target, "/completions", params, self._text_chunk)) as s:
+            async for item in s:
+                yield item
+
+    async def _call(self, target: Target, path: str, params: dict[str, Any], cast_to: type[T]) -> T:
+        """One JSON call within the model's total timeout, SDK errors mapped."""
+        client = self._client(target)
+        try:
+            return await within_deadline(
+                self.kind.value, target.timeouts.total, _post(client, path, params, cast_to=cast_to)
+            )
+        except (openai.OpenAIError, json.JSONDecodeError) as exc:
+            raise self._map_error(exc) from exc
+
+    async def _stream(
+        self,
+        target: Target,
+        path: str,
+        params: dict[str, Any],
+        convert: Callable[[object], dict[str, Any]],
+    ) -> AsyncGenerator[dict[str, Any], None]:
+        """A streamed call: each event converted, SDK errors mapped, the model's
+        first-token and total timeouts kept."""
+        client = self._client(target)
+        # Always ask for usage: the ledger needs it whether or not the client asked.
+        params = {**params, "stream": True, "stream_options": {"include_usage": True}}
 
         async def chunks() -> AsyncIterator[dict[str, Any]]:
             try:
-                stream = await _open_stream(client, "/completions", params)
+                stream = await _open_stream(client, path, params)
                 async with stream:
                     async for event in stream:
-                        yield self._text_chunk(event)
+                        yield convert(event)
             except (openai.OpenAIError, json.JSONDecodeError) as exc:
                 raise self._map_error(exc) from exc
 

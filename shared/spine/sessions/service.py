@@ -31,7 +31,8 @@ from spine.sessions.history import (
 )
 from spine.storage import db
 from spine.storage import sessions as store
-from spine.storage.sessions import LoadedSession, MessageRow, NewMessage, Owner, SessionRow
+from spine.storage.owner import Owner
+from spine.storage.sessions import LoadedSession, MessageRow, NewMessage, SessionRow
 from spine.usage.tokens import count_prompt
 
 logger = get_logger(__name__)

@@ -58,13 +58,6 @@ SELECT * FROM spine_authenticate_admit(
     %(windows)s, %(amounts)s, %(limits)s, %(overrides)s, %(cleanup)s, %(limited)s)
 """
 
-_SET_KEY_LIMITS = """
-UPDATE api_keys
-SET rpm = %(rpm)s, tpm = %(tpm)s,
-    daily_budget_usd = %(day)s, monthly_budget_usd = %(month)s
-WHERE id = %(id)s
-"""
-
 # Windows that ended this long ago are deleted; settlement of a request that
 # straddled a window boundary still finds its row.
 EXPIRY_GRACE = "1 hour"
@@ -203,44 +196,13 @@ async def settle(conn: Connection, adjustments: Sequence[Adjustment]) -> None:
     live = [a for a in adjustments if a.delta != 0]
     if not live:
         return
-    await conn.execute(
-        _SETTLE,
-        {
-            "subjects": [a.subject for a in live],
-            "metrics": [a.metric for a in live],
-            "starts": [a.window_start for a in live],
-            "deltas": [a.delta for a in live],
-        },
-    )
+    await conn.execute(_SETTLE, _adjustment_params(live))
 
 
 async def delete_expired(conn: Connection, *, batch: int = 1000) -> int:
     """Delete up to `batch` windows that ended over EXPIRY_GRACE ago; how many."""
     cur = await conn.execute(_DELETE_EXPIRED, {"grace": EXPIRY_GRACE, "batch": batch})
     return cur.rowcount
-
-
-async def set_key_limits(
-    conn: Connection,
-    key_id: uuid.UUID | str,
-    *,
-    rpm: int | None = None,
-    tpm: int | None = None,
-    daily_budget_usd: Decimal | None = None,
-    monthly_budget_usd: Decimal | None = None,
-) -> bool:
-    """Set a key's overrides (None: the config default applies; 0: unlimited)."""
-    cur = await conn.execute(
-        _SET_KEY_LIMITS,
-        {
-            "id": str(key_id),
-            "rpm": rpm,
-            "tpm": tpm,
-            "day": daily_budget_usd,
-            "month": monthly_budget_usd,
-        },
-    )
-    return cur.rowcount == 1
 
 
 # The settlement and the ledger row in one statement: one round trip after the call,
@@ -256,13 +218,14 @@ async def settle_and_record_usage(
     if not live:
         await record_usage(conn, record)
         return
-    await conn.execute(
-        _SETTLE_AND_RECORD,
-        {
-            **usage_params(record),
-            "subjects": [a.subject for a in live],
-            "metrics": [a.metric for a in live],
-            "starts": [a.window_start for a in live],
-            "deltas": [a.delta for a in live],
-        },
-    )
+    await conn.execute(_SETTLE_AND_RECORD, {**usage_params(record), **_adjustment_params(live)})
+
+
+def _adjustment_params(live: Sequence[Adjustment]) -> dict[str, object]:
+    """_SETTLE's array arguments, one element per adjustment."""
+    return {
+        "subjects": [a.subject for a in live],
+        "metrics": [a.metric for a in live],
+        "starts": [a.window_start for a in live],
+        "deltas": [a.delta for a in live],
+    }

@@ -20,6 +20,7 @@ from psycopg.types.json import Jsonb
 from spine.errors import ConflictError, NotFoundError
 from spine.prompts.templates import PromptContent, Variable
 from spine.storage.db import Connection
+from spine.storage.owner import Owner
 
 _INSERT_PROMPT = """
 INSERT INTO prompts (tenant, owner, slug, name, description)
@@ -119,17 +120,6 @@ _DELETE_LABEL = """
 DELETE FROM prompt_labels WHERE prompt_id = %(prompt_id)s AND label = %(label)s
 RETURNING version
 """
-
-
-@dataclass(frozen=True)
-class Owner:
-    """Whose prompts: a principal within a tenant ('' for none)."""
-
-    tenant: str
-    subject: str
-
-    def params(self) -> dict[str, str]:
-        return {"tenant": self.tenant, "owner": self.subject}
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from psycopg.rows import class_row, dict_row
 from psycopg.types.json import Jsonb
 
 from spine.storage.db import Connection
+from spine.storage.owner import Owner
 
 _INSERT_SESSION = """
 INSERT INTO chat_sessions (tenant, owner, title, model, system_prompt)
@@ -132,17 +133,6 @@ LEFT JOIN LATERAL (
 WHERE s.id = %(id)s AND s.tenant = %(tenant)s AND s.owner = %(owner)s
 ORDER BY m.seq
 """
-
-
-@dataclass(frozen=True)
-class Owner:
-    """Whose sessions: a principal within a tenant ('' for none)."""
-
-    tenant: str
-    subject: str
-
-    def params(self) -> dict[str, str]:
-        return {"tenant": self.tenant, "owner": self.subject}
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,17 @@
+"""Who owns a stored row (prompts, chat sessions): a principal within a tenant."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Owner:
+    """A principal within a tenant ('' for none). Every statement on owned rows
+    filters on both, so another principal's row is simply not found."""
+
+    tenant: str
+    subject: str
+
+    def params(self) -> dict[str, str]:
+        return {"tenant": self.tenant, "owner": self.subject}
