@@ -155,9 +155,9 @@ def test_a_deployment_can_be_another_provider_with_its_own_prices(
 
 def test_sticky_models_keep_each_user_on_one_deployment(gateway: Gateway, env: Env) -> None:
     seen: dict[str, set[str]] = {}
-    for n in range(12):
+    for n in range(20):
         key = env.create_key(f"user-{n}", principal=f"user-{n}")
         seen[key] = {chat(gateway, key, model="ab").headers["x-spine-deployment"] for _ in range(4)}
     assert all(len(deployments) == 1 for deployments in seen.values()), seen
-    # Even weights over 12 users: all on one side has p = 2^-11.
+    # Even weights over 20 users: all on one side has p = 2^-19.
     assert set().union(*seen.values()) == {"control", "variant"}
