@@ -81,9 +81,9 @@ def main() -> int:
 def run(requests: int) -> int:
     from tests.integration.gateway import Gateway
 
-    from spine.local.runtime import LambdaContext
     from spine.settings import get_settings
     from spine.storage.migrate import ensure_database
+    from spine_tools.local.runtime import LambdaContext
 
     db_url = ensure_database(get_settings())
     os.environ["DATABASE_URL"] = db_url

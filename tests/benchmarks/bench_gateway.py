@@ -49,7 +49,7 @@ def profile_handler(
 
     from tests.integration.gateway import Gateway
 
-    from spine.local.runtime import LambdaContext
+    from spine_tools.local.runtime import LambdaContext
 
     assert isinstance(gateway, Gateway)
     module = gateway.module("ChatFunction")
@@ -93,7 +93,7 @@ spec = importlib.util.spec_from_file_location("chat_app", sys.argv[1])
 module = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(module)
 t1 = time.perf_counter()
-from spine.local.runtime import LambdaContext
+from spine_tools.local.runtime import LambdaContext
 class Spec:  # what LambdaContext.for_invocation reads
     function_name = "ChatFunction"; memory_mb = 1769
 context = LambdaContext.for_invocation(Spec, deadline=time.monotonic() + 30)
@@ -273,7 +273,7 @@ def added_latency(
     sample = gateway.request("POST", "/v1/chat/completions", json_body=body, key=key)
     assert sample.status == 200, sample.body
     event = sample.event
-    from spine.local.runtime import LambdaContext
+    from spine_tools.local.runtime import LambdaContext
 
     spec = gateway.template.functions["ChatFunction"]
     direct: list[float] = []

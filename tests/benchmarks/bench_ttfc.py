@@ -125,7 +125,7 @@ def start_emulator(folder: Path, port: int, db_url: str) -> subprocess.Popen[byt
     env_vars = folder / "env.json"
     env_vars.write_text(json.dumps({"Parameters": overrides}))
     log = (folder / "emulator.log").open("wb")
-    command = [sys.executable, "-m", "spine.cli", "local", "--port", str(port)]
+    command = [sys.executable, "-m", "spine_tools.cli", "local", "--port", str(port)]
     command += ["--template", str(REPO / "template.yaml"), "--env-vars", str(env_vars)]
     return subprocess.Popen(
         [*command, "--warm-containers", "EAGER"],

@@ -74,7 +74,7 @@ def test_make_dev_stack_answers_the_openai_client_and_stops_clean(tmp_path: Path
     env.pop("DATABASE_URL", None)
     env.pop("SPINE_WORKER_TOKEN", None)
     dev = subprocess.Popen(
-        [sys.executable, "-m", "spine.cli", "dev", "--port", str(api_port)],
+        [sys.executable, "-m", "spine_tools.cli", "dev", "--port", str(api_port)],
         cwd=REPO,
         env=env,
         stdout=subprocess.PIPE,

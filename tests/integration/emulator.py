@@ -12,10 +12,10 @@ from typing import Any
 import openai
 import pytest
 
-from spine.local.server import Emulator, make_server
-from spine.local.template import load_template
 from spine.settings import get_settings
 from spine.storage import db
+from spine_tools.local.server import Emulator, make_server
+from spine_tools.local.template import load_template
 from tests.fixtures.servers import serving
 from tests.integration.conftest import Env
 

@@ -1,7 +1,7 @@
 """Invoke the real Lambda handlers of functions/* with real API Gateway events.
 
 Routes come from template.yaml (the same route table `sam local start-api` and
-`spine local` serve), events from `spine.local.events.build_event`, whose shape is
+`spine local` serve), events from `spine_tools.local.events.build_event`, whose shape is
 checked against a recorded API Gateway event in tests/local.
 """
 
@@ -18,12 +18,12 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from spine.local.events import HttpRequest, build_event
-from spine.local.routing import RouteTable
-from spine.local.runtime import LambdaContext
-from spine.local.template import Template, load_template
 from spine.settings import get_settings
 from spine.storage import db
+from spine_tools.local.events import HttpRequest, build_event
+from spine_tools.local.routing import RouteTable
+from spine_tools.local.runtime import LambdaContext
+from spine_tools.local.template import Template, load_template
 
 REPO = Path(__file__).resolve().parents[2]
 

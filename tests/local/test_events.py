@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from spine.local.events import HttpRequest, MalformedProxyResult, build_event, proxy_response
-from spine.local.routing import Route, RouteTable
+from spine_tools.local.events import HttpRequest, MalformedProxyResult, build_event, proxy_response
+from spine_tools.local.routing import Route, RouteTable
 
 RECORDED_EVENT = json.loads(
     (Path(__file__).parent / "fixtures" / "apigw_rest_event.json").read_text()

@@ -3,10 +3,10 @@
 import os
 from pathlib import Path
 
-from spine.local.environment import EnvironmentPlan, function_environment, read_env_vars_file
-from spine.local.runtime import Failed, FunctionRuntime, Succeeded, TimedOut
-from spine.local.server import Emulator
-from spine.local.template import load_template
+from spine_tools.local.environment import EnvironmentPlan, function_environment, read_env_vars_file
+from spine_tools.local.runtime import Failed, FunctionRuntime, Succeeded, TimedOut
+from spine_tools.local.server import Emulator
+from spine_tools.local.template import load_template
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from spine.local.events import HttpRequest
-from spine.local.server import Emulator, make_server
-from spine.local.template import load_template
+from spine_tools.local.events import HttpRequest
+from spine_tools.local.server import Emulator, make_server
+from spine_tools.local.template import load_template
 from tests.fixtures.servers import serving
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -122,7 +122,7 @@ def test_unknown_route_and_wrong_method_are_403(client: httpx.Client) -> None:
 
 
 def test_handler_exception_is_502(client: httpx.Client, caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level("ERROR", logger="spine.local"):
+    with caplog.at_level("ERROR", logger="spine_tools.local"):
         response = client.get("/boom")
     assert response.status_code == 502
     assert response.json() == {"message": "Internal server error"}

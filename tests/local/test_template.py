@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from cfnlint.decode import decode
 
-from spine.local.environment import function_environment
-from spine.local.routing import RouteTable
-from spine.local.samconfig import config_overrides, parse_overrides
-from spine.local.template import TemplateError, load_template
+from spine_tools.local.environment import function_environment
+from spine_tools.local.routing import RouteTable
+from spine_tools.local.samconfig import config_overrides, parse_overrides
+from spine_tools.local.template import TemplateError, load_template
 
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATE = REPO / "template.yaml"

@@ -8,8 +8,8 @@ from typing import Any
 
 from cfnlint.decode import decode
 
-from spine.local.template import load_template
 from spine.settings import load_settings
+from spine_tools.local.template import load_template
 
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATE = REPO / "template.yaml"

@@ -14,8 +14,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from spine.cli import main
 from spine.storage.api_keys import hash_key
+from spine_tools.cli import main
 
 SPINE = str(Path(sys.executable).with_name("spine"))
 KEY = re.compile(r"sk-spine-[0-9A-Za-z]{43}")

@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 
-from spine.cli import main
 from spine.storage.usage import UsageRecord, record_usage
+from spine_tools.cli import main
 
 
 def _seed(db_url: str, ages_in_days: list[int]) -> None:

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from spine.cli import main
 from spine.errors import ConfigError, ModelNotFoundError
 from spine.registry import load_registry, parse_registry
+from spine_tools.cli import main
 
 REPO = Path(__file__).resolve().parents[2]
 

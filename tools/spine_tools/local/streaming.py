@@ -33,11 +33,11 @@ from typing import Any
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
-from spine.local import events
-from spine.local.events import HttpRequest, HttpResponse
-from spine.local.runtime import AsgiApp, Failed, FunctionRuntime, TimedOut
+from spine_tools.local import events
+from spine_tools.local.events import HttpRequest, HttpResponse
+from spine_tools.local.runtime import AsgiApp, Failed, FunctionRuntime, TimedOut
 
-logger = logging.getLogger("spine.local")
+logger = logging.getLogger("spine_tools.local")
 
 ADAPTER_CONTEXT_HEADER = "x-amzn-request-context"
 

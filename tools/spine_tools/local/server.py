@@ -4,7 +4,7 @@ Each request is matched against the template's routes, turned into a REST proxy
 event, handed to a free container of the function (never run on the server's own
 event loop), and the proxy result turned back into the HTTP response (a function
 behind Lambda Web Adapter in streaming mode is relayed chunk by chunk instead: see
-`spine.local.streaming`), with API
+`spine_tools.local.streaming`), with API
 Gateway's answers where the gateway itself would answer: 403 for an unknown route
 or method, 502 when the handler raises or returns a malformed result or Lambda
 times it out, 504 when the gateway's own integration timeout passes first.
@@ -25,15 +25,21 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from spine.local import events
-from spine.local.environment import EnvironmentPlan, function_environment, patched_environ
-from spine.local.events import HttpRequest, HttpResponse
-from spine.local.routing import RouteMatch, RouteTable
-from spine.local.runtime import DEFAULT_POOL_SIZE, Failed, FunctionRuntime, Succeeded, TimedOut
-from spine.local.streaming import StreamedInvocation
-from spine.local.template import Template
+from spine_tools.local import events
+from spine_tools.local.environment import EnvironmentPlan, function_environment, patched_environ
+from spine_tools.local.events import HttpRequest, HttpResponse
+from spine_tools.local.routing import RouteMatch, RouteTable
+from spine_tools.local.runtime import (
+    DEFAULT_POOL_SIZE,
+    Failed,
+    FunctionRuntime,
+    Succeeded,
+    TimedOut,
+)
+from spine_tools.local.streaming import StreamedInvocation
+from spine_tools.local.template import Template
 
-logger = logging.getLogger("spine.local")
+logger = logging.getLogger("spine_tools.local")
 
 # API Gateway REST's default integration timeout.
 GATEWAY_TIMEOUT_SECONDS = 29.0

@@ -12,7 +12,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-# Modules under spine.cli that contribute sub-commands.
+# Modules under spine_tools.cli that contribute sub-commands.
 COMMAND_MODULES = ("models", "db", "local", "dev", "usage")
 
 
@@ -22,7 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMAND_MODULES:
-        module = importlib.import_module(f"spine.cli.{name}")
+        module = importlib.import_module(f"spine_tools.cli.{name}")
         module.register(subparsers)
     return parser
 

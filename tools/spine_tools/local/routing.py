@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from spine.local.template import Template
+from spine_tools.local.template import Template
 
 ANY = "ANY"
 

@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from spine.local.template import Template
+    from spine_tools.local.template import Template
 
-logger = logging.getLogger("spine.local")
+logger = logging.getLogger("spine_tools.local")
 
 USAGE_ERROR = 2
 # Looked up next to the template when --config-file is not given.
@@ -98,7 +98,7 @@ def _configure_logging() -> None:
 
 
 def _load(args: argparse.Namespace) -> Template:
-    from spine.local import samconfig, template
+    from spine_tools.local import samconfig, template
 
     template_path: Path = args.template
     if not template_path.is_file():
@@ -122,7 +122,7 @@ def _load(args: argparse.Namespace) -> Template:
 
 
 def _env_vars(args: argparse.Namespace) -> dict[str, dict[str, str]] | None:
-    from spine.local import environment
+    from spine_tools.local import environment
 
     if args.env_vars is None:
         return None
@@ -140,7 +140,7 @@ def _serve(args: argparse.Namespace) -> int:
     except _UsageError as exc:
         logger.error("%s", exc)
         return USAGE_ERROR
-    from spine.local.server import Emulator, make_server
+    from spine_tools.local.server import Emulator, make_server
 
     with Emulator(template, pool_size=args.pool_size, env_vars=env_vars) as emulator:
         for line in emulator.route_lines(f"http://{args.host}:{args.port}"):
@@ -154,7 +154,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _generate_event(args: argparse.Namespace) -> int:
-    from spine.local import events, routing, template
+    from spine_tools.local import events, routing, template
 
     headers = []
     for raw in args.header:
@@ -219,7 +219,7 @@ def _invoke(args: argparse.Namespace) -> int:
     except _UsageError as exc:
         print(exc, file=sys.stderr)
         return USAGE_ERROR
-    from spine.local import environment, runtime
+    from spine_tools.local import environment, runtime
 
     # stdout carries only the result: whatever the function prints or logs (Powertools
     # logs to stdout) goes to stderr, at the file-descriptor level.

@@ -22,10 +22,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from spine.local.intrinsics import LOCAL_REGION
-from spine.local.template import FunctionSpec
+from spine_tools.local.intrinsics import LOCAL_REGION
+from spine_tools.local.template import FunctionSpec
 
-logger = logging.getLogger("spine.local")
+logger = logging.getLogger("spine_tools.local")
 
 
 def lambda_variables(spec: FunctionSpec, region: str = LOCAL_REGION) -> dict[str, str]:

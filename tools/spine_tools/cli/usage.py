@@ -69,8 +69,8 @@ def register(subparsers: Any) -> None:
 
 
 def _prune(args: argparse.Namespace) -> int:
-    from spine.cli.db import _guard, _out, _settings, _with_connection
     from spine.storage.usage import count_usage_before, delete_usage_before
+    from spine_tools.cli.db import _guard, _out, _settings, _with_connection
 
     cutoff = datetime.now(UTC) - args.older_than
 

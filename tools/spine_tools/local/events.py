@@ -22,8 +22,8 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl
 
-from spine.local.intrinsics import LOCAL_ACCOUNT_ID
-from spine.local.routing import RouteMatch
+from spine_tools.local.intrinsics import LOCAL_ACCOUNT_ID
+from spine_tools.local.routing import RouteMatch
 
 # A fixed, obviously fake API id: clients see it in requestContext and domain names.
 LOCAL_API_ID = "1234567890"

@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from spine.local.intrinsics import NO_VALUE, UNRESOLVED, Resolver
+from spine_tools.local.intrinsics import NO_VALUE, UNRESOLVED, Resolver
 
 FUNCTION_TYPE = "AWS::Serverless::Function"
 LAYER_TYPE = "AWS::Serverless::LayerVersion"

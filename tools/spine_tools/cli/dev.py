@@ -47,12 +47,12 @@ def _raise_stop(signum: int, frame: FrameType | None) -> None:
 
 
 def _dev(args: argparse.Namespace) -> int:
-    from spine.local import processes
     from spine.registry import load_registry
     from spine.registry.schema import ProviderKind
     from spine.settings import load_settings
     from spine.storage import embedded
     from spine.storage.migrate import ensure_database
+    from spine_tools.local import processes
 
     signal.signal(signal.SIGTERM, _raise_stop)
     signal.signal(signal.SIGINT, _raise_stop)
@@ -130,7 +130,7 @@ class _NotReady(Exception):
 def _start_worker(settings: Any, env: dict[str, str], model: str) -> tuple[Any, str]:
     """The worker on the port of `worker.url`, with a token made for this run
     (shared with the API through SPINE_WORKER_TOKEN); returns it and its /ready URL."""
-    from spine.local import processes
+    from spine_tools.local import processes
 
     token = env.get("SPINE_WORKER_TOKEN") or secrets.token_urlsafe(24)
     env["SPINE_WORKER_TOKEN"] = token

@@ -20,7 +20,7 @@ event invocations go through Mangum (the adapter's buffered mode: event in, prox
 result out), and `submit_asgi` runs one HTTP request through the app on the
 container's loop, for the server to relay a streamed response as it is produced.
 
-Environment: see `spine.local.environment`.
+Environment: see `spine_tools.local.environment`.
 """
 
 from __future__ import annotations
@@ -41,12 +41,12 @@ from datetime import UTC, datetime
 from types import ModuleType
 from typing import Any, TypeVar
 
-from spine.local.environment import patched_environ
-from spine.local.intrinsics import LOCAL_ACCOUNT_ID, LOCAL_REGION
-from spine.local.template import FunctionSpec
+from spine_tools.local.environment import patched_environ
+from spine_tools.local.intrinsics import LOCAL_ACCOUNT_ID, LOCAL_REGION
+from spine_tools.local.template import FunctionSpec
 
 LoadedT = TypeVar("LoadedT")
-logger = logging.getLogger("spine.local")
+logger = logging.getLogger("spine_tools.local")
 
 Handler = Callable[[dict[str, Any], Any], Any]
 AsgiApp = Callable[[dict[str, Any], Any, Any], Awaitable[None]]

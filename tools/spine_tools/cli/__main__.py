@@ -1,0 +1,7 @@
+"""`python -m spine_tools.cli`."""
+
+import sys
+
+from spine_tools.cli import main
+
+sys.exit(main())
