@@ -17,7 +17,9 @@ from spine.aws.live_registry import open_registry_source
 from spine.observability import get_logger
 from spine.registry.source import RegistrySource
 from spine.settings import Settings, get_settings
+from spine.storage.db import as_service_error
 from spine.usage.recorder import PostgresUsageRecorder, UsageRecorder
+from spine.usage.spool import spool_for
 
 logger = get_logger(__name__)
 
@@ -66,7 +68,7 @@ def create_app(
         function_name=function_name,
         settings=settings,
         registry=registry,
-        recorder=recorder or PostgresUsageRecorder(),
+        recorder=recorder or PostgresUsageRecorder(spool_for(settings)),
         verify_jwt=verify_jwt,
     )
     install_error_handlers(app)
@@ -76,5 +78,6 @@ def create_app(
         RequestContextMiddleware,
         max_body_bytes=settings.service.max_body_bytes,
         behind_web_adapter=behind_web_adapter(),
+        translate_error=as_service_error,
     )
     return app

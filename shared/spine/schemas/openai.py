@@ -16,7 +16,9 @@ FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "functi
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # strict: no coercion, as OpenAI's API: `"max_tokens": "10"` or `true` is a 400
+    # naming the field, never 10 or 1.
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 # --- request -------------------------------------------------------------------------
@@ -105,7 +107,7 @@ class JsonSchemaFormat(_Strict):
     schema_: dict[str, Any] | None = Field(default=None, alias="schema")
     strict: bool | None = None
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, strict=True)
 
 
 class ResponseFormat(_Strict):

@@ -35,7 +35,7 @@ class ListQuery(BaseModel):
 
 @router.post("/v1/keys", status_code=201)
 async def create_key(request: Request, principal: WriterDep, state: StateDep) -> JSONResponse:
-    body = await parse_body(request, KeyCreate)
+    body = await parse_body(request, KeyCreate, stored=True)
     plaintext, row = await key_admin.create(principal, body, state.settings)
     # The only time the secret is shown; it must not sit in any cache.
     return JSONResponse(
@@ -59,7 +59,7 @@ async def get_key(key_id: str, principal: ReaderDep) -> dict[str, Any]:
 
 @router.patch("/v1/keys/{key_id}")
 async def update_key(key_id: str, request: Request, principal: WriterDep) -> dict[str, Any]:
-    body = await parse_body(request, KeyUpdate)
+    body = await parse_body(request, KeyUpdate, stored=True)
     return key_object(await key_admin.update(principal, key_id, body))
 
 

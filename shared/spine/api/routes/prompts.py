@@ -46,7 +46,7 @@ WriterDep = Annotated[Principal, Depends(require_scope(WRITE_SCOPE))]
 
 @router.post("/v1/prompts", status_code=201)
 async def create_prompt(request: Request, principal: WriterDep) -> dict[str, Any]:
-    body = await parse_body(request, PromptCreate)
+    body = await parse_body(request, PromptCreate, stored=True)
     return prompt_object(await service.create_prompt(principal, body))
 
 
@@ -71,7 +71,7 @@ async def get_prompt(ref: str, request: Request, principal: PrincipalDep) -> dic
 
 @router.patch("/v1/prompts/{ref}")
 async def update_prompt(ref: str, request: Request, principal: WriterDep) -> dict[str, Any]:
-    body = await parse_body(request, PromptUpdate)
+    body = await parse_body(request, PromptUpdate, stored=True)
     view, created = await service.update_prompt(principal, ref, body)
     return {**prompt_object(view), "version_created": created}
 
@@ -107,7 +107,7 @@ async def get_version(ref: str, number: str, principal: PrincipalDep) -> dict[st
 
 @router.post("/v1/prompts/{ref}/rollback")
 async def rollback(ref: str, request: Request, principal: WriterDep) -> dict[str, Any]:
-    body = await parse_body(request, RollbackRequest)
+    body = await parse_body(request, RollbackRequest, stored=True)
     view, created = await service.rollback(principal, ref, body.version)
     return {**prompt_object(view), "version_created": created}
 
@@ -118,7 +118,7 @@ async def rollback(ref: str, request: Request, principal: WriterDep) -> dict[str
 @router.put("/v1/prompts/{ref}/labels/{label}")
 async def set_label(ref: str, label: str, request: Request, principal: WriterDep) -> dict[str, Any]:
     checked = _label(label)
-    body = await parse_body(request, LabelRequest)
+    body = await parse_body(request, LabelRequest, stored=True)
     view = await service.set_label(principal, ref, checked, body.version)
     return {
         "object": "prompt.label",

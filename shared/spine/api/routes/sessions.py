@@ -39,7 +39,7 @@ async def create_session(
     request: Request, principal: PrincipalDep, registry: RegistryDep
 ) -> dict[str, Any]:
     service.owner_of(principal)  # 401 before the body is judged
-    body = await parse_body(request, SessionCreate)
+    body = await parse_body(request, SessionCreate, stored=True)
     return session_object(await service.create_session(principal, body, registry))
 
 
@@ -62,7 +62,7 @@ async def update_session(
     session_id: str, request: Request, principal: PrincipalDep, registry: RegistryDep
 ) -> dict[str, Any]:
     service.owner_of(principal)
-    body = await parse_body(request, SessionUpdate)
+    body = await parse_body(request, SessionUpdate, stored=True)
     return session_object(await service.update_session(principal, session_id, body, registry))
 
 
@@ -95,7 +95,7 @@ async def send_message(
     message; store the message and the reply together; return both and the
     completion."""
     service.owner_of(principal)
-    body = await parse_body(request, SessionMessageCreate)
+    body = await parse_body(request, SessionMessageCreate, stored=True)
     loaded = await service.load_session(
         principal, session_id, history=state.settings.limits.max_messages
     )
