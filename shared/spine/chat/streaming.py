@@ -34,7 +34,6 @@ from spine.chat.service import CallContext, CallResult, cache_hit_result
 from spine.errors import ClientDisconnectedError, InvalidRequestError, SpineError, UpstreamError
 from spine.observability import get_logger
 from spine.providers import get_provider
-from spine.providers.errors import upstream_bad_response
 from spine.registry.resolve import ResolvedModel
 from spine.registry.schema import Capability
 from spine.schemas.openai import ChatCompletionRequest, CompletionRequest, Usage
@@ -215,7 +214,7 @@ class CompletionStream:
         back, and writes the request's usage row if it gives up."""
         self._source = source
         try:
-            self._first = self._checked(await anext(source))
+            self._first = await anext(source)
         except StopAsyncIteration:
             self._recorded = True  # nothing to record: the caller owns the failure
             raise UpstreamError(
@@ -246,7 +245,7 @@ class CompletionStream:
                 if (out := self._observe(first)) is not None:
                     yield out
             async for chunk in self._source:
-                if (out := self._observe(self._checked(chunk))) is not None:
+                if (out := self._observe(chunk)) is not None:
                     yield out
         except SpineError as exc:
             await self._record(exc)
@@ -276,21 +275,6 @@ class CompletionStream:
             )
 
     # --- internals ----------------------------------------------------------------------
-
-    def _checked(self, chunk: Chunk) -> Chunk:
-        """The chunk, if its choices have this endpoint's shape (`text` for a text
-        completion, `delta` for chat); else the upstream answered the wrong API, as a
-        non-streamed answer of that shape would be refused (502)."""
-        field = "text" if self.endpoint == "completions" else "delta"
-        choices = chunk.get("choices") or []
-        if not isinstance(choices, list) or any(
-            not isinstance(choice, dict) or field not in choice for choice in choices
-        ):
-            raise upstream_bad_response(
-                self.result.target.provider.value,
-                f"a streamed {self.endpoint} chunk without '{field}' in its choices",
-            )
-        return chunk
 
     def _observe(self, chunk: Chunk) -> Chunk | None:
         """Note usage and streamed text; the chunk as the client should see it."""
