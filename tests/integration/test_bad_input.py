@@ -29,7 +29,7 @@ def admin(env: Env) -> str:
 
 def count(env: Env, table: str) -> int:
     with psycopg.connect(env.db_url) as conn:
-        row = conn.execute(f"SELECT count(*) FROM {table}").fetchone()  # noqa: S608 - test tables
+        row = conn.execute(f"SELECT count(*) FROM {table}").fetchone()
     assert row is not None
     return int(row[0])
 
