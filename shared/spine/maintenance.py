@@ -11,7 +11,7 @@ locks; request paths never wait for it.
 - usage_events: rows older than `[retention] usage_days` (0 keeps the ledger whole).
 
 Before those, it writes the usage rows that waited in the spool while the database
-was away (`spine.usage.spool`); the template also runs the function every few
+was away (`spine.ledger.spool`); the template also runs the function every few
 minutes for that task alone, so a row waits minutes, not an hour.
 """
 
@@ -34,8 +34,8 @@ TASKS = ("usage_spool", "rate_counters", "response_cache", "usage_events")
 
 async def drain_usage_spool(settings: Settings) -> int:
     """Write the spooled usage rows; how many were new to the ledger."""
-    from spine.usage.recorder import write_spooled
-    from spine.usage.spool import spool_for
+    from spine.ledger.recorder import write_spooled
+    from spine.ledger.spool import spool_for
 
     spool = spool_for(settings)
     if spool is None:

@@ -179,7 +179,7 @@ class RetentionSettings(_Section):
 
 
 class UsageSpoolSettings(_Section):
-    """Where a usage row goes when Postgres cannot take it (spine.usage.spool): an SQS
+    """Where a usage row goes when Postgres cannot take it (spine.ledger.spool): an SQS
     queue deployed (SPINE_USAGE__SPOOL_QUEUE_URL, set by template.yaml), a folder of
     files locally. With neither, the row is only logged in full (an error)."""
 

@@ -194,7 +194,7 @@ def test_the_spool_replays_a_row_whose_write_did_commit_once(
 ) -> None:
     # Given a row spooled and also written (the link broke after the commit), with the
     # rate-limit settlement it owes
-    from spine.usage.spool import FileSpool, SpooledUsage
+    from spine.ledger.spool import FileSpool, SpooledUsage
 
     key = env.create_key("caller")
     env.fakes.script("openai", reply())

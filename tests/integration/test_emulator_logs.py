@@ -5,6 +5,7 @@ function a buffered request had run last."""
 from __future__ import annotations
 
 import json
+import time
 
 import httpx
 import pytest
@@ -26,8 +27,16 @@ def test_chat_logs_name_the_chat_function_after_another_function_ran(
     body = {"model": "gpt-test", "messages": [{"role": "user", "content": "hi"}]}
     answer = httpx.post(f"{emulator_url}/v1/chat/completions", json=body, headers=headers)
     assert answer.status_code == 200, answer.text
-    # Then its log lines name the chat function and carry its request id
-    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines() if x.startswith("{")]
+    # Then its log lines name the chat function and carry its request id (the line is
+    # written as the container finishes, which may be just after the client has it)
+    lines: list[dict[str, object]] = []
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        out = capsys.readouterr().out
+        lines += [json.loads(x) for x in out.splitlines() if x.startswith("{")]
+        if any(x.get("message") == "request finished" for x in lines):
+            break
+        time.sleep(0.05)
     finished = [x for x in lines if x.get("message") == "request finished"]
     assert finished, lines
     assert {x.get("function_name") for x in finished} == {"ChatFunction"}

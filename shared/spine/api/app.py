@@ -15,12 +15,12 @@ from spine.api import openapi
 from spine.api.errors import install_error_handlers
 from spine.api.middleware import RequestContextMiddleware
 from spine.aws.live_registry import open_registry_source
+from spine.ledger.recorder import PostgresUsageRecorder, UsageRecorder
+from spine.ledger.spool import spool_for
 from spine.observability import bind_function, get_logger
 from spine.registry.source import RegistrySource
 from spine.settings import Settings, get_settings
 from spine.storage.db import as_service_error
-from spine.usage.recorder import PostgresUsageRecorder, UsageRecorder
-from spine.usage.spool import spool_for
 
 logger = get_logger(__name__)
 

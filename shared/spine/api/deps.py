@@ -10,8 +10,8 @@ from fastapi import Depends, Request
 from spine.api.app import AppState
 from spine.auth.authenticate import authenticate, bearer_token
 from spine.auth.principal import ANONYMOUS, Principal
-from spine.chat.service import CallContext
 from spine.errors import PermissionDeniedError
+from spine.pipeline.context import CallContext
 from spine.registry.resolve import Registry
 
 if TYPE_CHECKING:
@@ -109,7 +109,7 @@ def context_with(
     """The call context of an admitted request: its usage rows settle `reservation`,
     which the request middleware releases if no provider call used it."""
     from spine.api.middleware import RESERVATION_STATE_KEY
-    from spine.usage.recorder import SettlingRecorder
+    from spine.ledger.recorder import SettlingRecorder
 
     recorder = state.recorder
     if reservation is not None:

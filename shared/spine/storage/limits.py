@@ -216,7 +216,7 @@ async def delete_expired(conn: Connection, *, batch: int = 1000) -> int:
 # The settlement and the ledger row in one statement: one round trip after the call,
 # and the two agree (both written or neither). Idempotent: the counters move only
 # when the row is new, so a write retried after a lost connection, or replayed from
-# the spool (spine.usage.spool), never bills or counts a request twice. Returns 1
+# the spool (spine.ledger.spool), never bills or counts a request twice. Returns 1
 # when the row was written now, 0 when it was there already.
 _RECORD_AND_SETTLE = f"""
 WITH recorded AS ({INSERT_USAGE} RETURNING 1),

@@ -10,8 +10,9 @@ from spine.api.cache_headers import cache_control
 from spine.api.deps import CallContextDep
 from spine.api.openapi import json_body
 from spine.api.sse import EventStreamResponse
-from spine.chat.service import CallResult, create_chat_completion, create_completion
-from spine.chat.streaming import stream_chat_completion, stream_completion
+from spine.pipeline import run
+from spine.pipeline.context import CallResult
+from spine.pipeline.kinds import CHAT, COMPLETIONS
 from spine.schemas.openai import ChatCompletionRequest, CompletionRequest
 
 router = APIRouter()
@@ -51,9 +52,9 @@ async def chat_completions(request: Request, ctx: CallContextDep) -> Response:
         return await session_chat_completion(body, ctx)
     cache = cache_control(request)
     if body.stream:
-        stream = await stream_chat_completion(body, ctx, cache=cache)
+        stream = await run.stream(CHAT, body, ctx, cache=cache)
         return EventStreamResponse(stream, stream_headers(stream.result))
-    response, result = await create_chat_completion(body, ctx, cache=cache)
+    response, result = await run.answer(CHAT, body, ctx, cache=cache)
     return JSONResponse(response.model_dump(mode="json"), headers=call_headers(result))
 
 
@@ -62,7 +63,7 @@ async def completions(request: Request, ctx: CallContextDep) -> Response:
     body = await parse_body(request, CompletionRequest)
     cache = cache_control(request)
     if body.stream:
-        stream = await stream_completion(body, ctx, cache=cache)
+        stream = await run.stream(COMPLETIONS, body, ctx, cache=cache)
         return EventStreamResponse(stream, stream_headers(stream.result))
-    response, result = await create_completion(body, ctx, cache=cache)
+    response, result = await run.answer(COMPLETIONS, body, ctx, cache=cache)
     return JSONResponse(response.model_dump(mode="json"), headers=call_headers(result))

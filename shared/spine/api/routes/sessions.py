@@ -23,7 +23,7 @@ from spine.api.query import epoch, known_query, list_page, page_limit
 from spine.api.routes.chat import call_headers
 from spine.api.session_chat import session_headers
 from spine.auth.principal import Principal
-from spine.chat.service import CallContext
+from spine.pipeline.context import CallContext
 from spine.registry.resolve import Registry
 from spine.schemas.openai import ChatCompletionRequest
 from spine.schemas.sessions import SessionCreate, SessionMessageCreate, SessionUpdate

@@ -1,7 +1,7 @@
 """Where a usage row waits when Postgres cannot take it, until it can.
 
 The ledger is what callers are billed from, so a row is never dropped: the recorder
-(`spine.usage.recorder`) retries a write on a fresh connection, and when the database
+(`spine.ledger.recorder`) retries a write on a fresh connection, and when the database
 stays away it hands the row, with its rate-limit settlement, to a spool:
 
 - `SqsSpool` deployed (`[usage] spool_queue_url`, a queue of template.yaml), drained

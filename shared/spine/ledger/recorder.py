@@ -3,7 +3,7 @@
 A failed write never fails the client's call (the provider already answered and
 charged). It is retried once on a fresh connection (a restart or failover leaves
 warm containers holding dead connections); if the database stays away, the row goes
-to the spool (`spine.usage.spool`) and is written from there once it is back. The
+to the spool (`spine.ledger.spool`) and is written from there once it is back. The
 write is idempotent, so neither the retry nor the spool can bill a call twice.
 """
 
@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from spine.auth.principal import Principal
 from spine.errors import SpineError
+from spine.ledger.spool import FileSpool, SpooledUsage, UsageSpool, keep
 from spine.observability import get_logger
 from spine.schemas.openai import Usage
-from spine.usage.spool import FileSpool, SpooledUsage, UsageSpool, keep
 
 if TYPE_CHECKING:
     from spine.limits.admission import Reservation
