@@ -71,16 +71,16 @@ class Reservation:
         return out
 
 
-def estimate_tokens(body: bytes, max_tokens: int | None) -> int:
-    """Prompt tokens guessed from the body size (about 4 bytes a token in JSON
-    chat bodies) plus the output the client allows; `settle` corrects it."""
-    return math.ceil(len(body) / 4) + max(0, max_tokens or 0)
+def estimate_tokens(body_bytes: int, max_tokens: int | None) -> int:
+    """Prompt tokens guessed from the body's size in bytes (about 4 bytes a token in
+    JSON chat bodies) plus the output the client allows; `settle` corrects it."""
+    return math.ceil(body_bytes / 4) + max(0, max_tokens or 0)
 
 
-def estimate_cost(entry: ModelEntry | None, body: bytes, max_tokens: int | None) -> Decimal:
+def estimate_cost(entry: ModelEntry | None, body_bytes: int, max_tokens: int | None) -> Decimal:
     if entry is None:
         return Decimal(0)
-    prompt = Decimal(math.ceil(len(body) / 4))
+    prompt = Decimal(math.ceil(body_bytes / 4))
     output = Decimal(max(0, max_tokens or 0))
     pricing = entry.pricing
     return (

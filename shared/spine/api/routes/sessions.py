@@ -126,27 +126,20 @@ async def send_message(
 async def _admitted_context(
     request: Request, state: AppState, principal: Principal, registry: Registry, turn: SessionTurn
 ) -> CallContext:
-    """Rate limits and budgets for the session's model, taken as
-    `spine.api.deps.call_context` takes them for a chat body; the estimate covers the
-    history sent (the body here names no model and holds one message)."""
-    from spine.api.limits import HEADERS_STATE_KEY
-    from spine.limits.admission import admit_request, estimate_cost, estimate_tokens
-    from spine.storage import db
+    """Rate limits and budgets for the session's model, estimated from what it will
+    be sent (the body here names no model and holds one message)."""
+    from spine.api.limits import admit_built_call
 
-    entry = registry.resolve(turn.request.model).entry
-    prompt = turn.request.model_dump_json(exclude_none=True).encode()
-    max_tokens = turn.request.output_limit()
-    reservation = await admit_request(
-        await db.connection(),
+    resolved = registry.resolve(turn.request.model)
+    reservation = await admit_built_call(
+        request,
+        state.settings,
         principal,
-        state.settings.limits,
-        entry,
-        tokens=estimate_tokens(prompt, max_tokens),
-        cost_usd=estimate_cost(entry, prompt, max_tokens),
+        resolved,
+        turn.request,
+        max_tokens=turn.request.output_limit(),
     )
-    if reservation is not None:
-        setattr(request.state, HEADERS_STATE_KEY, reservation.headers())
-    return context_with(request, state, principal, registry, reservation)
+    return context_with(request, state, principal, registry, reservation, resolved=resolved)
 
 
 # --- response shapes (API objects, mapped explicitly from rows) ---------------------
