@@ -39,6 +39,7 @@ dev: install engine
 lint: install
 	$(UV) run --frozen ruff check .
 	$(UV) run --frozen ruff format --check .
+	$(UV) run --frozen lint-imports --no-cache
 
 typecheck: install
 	$(UV) run --frozen mypy

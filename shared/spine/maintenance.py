@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import time
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 from spine.observability import emit_metric, get_logger
@@ -36,11 +37,12 @@ async def drain_usage_spool(settings: Settings) -> int:
     """Write the spooled usage rows; how many were new to the ledger."""
     from spine.ledger.recorder import write_spooled
     from spine.ledger.spool import spool_for
+    from spine.storage.db import Database
 
     spool = spool_for(settings)
     if spool is None:
         return 0
-    report = await spool.drain(write_spooled)
+    report = await spool.drain(partial(write_spooled, Database()))
     if report.written or report.already_there:
         logger.info("usage spool drained", extra={"spool": spool.name, **vars(report)})
     return report.written

@@ -8,7 +8,7 @@ import psycopg
 import pytest
 
 from spine.errors import ConflictError
-from spine.prompts.templates import PromptContent, Variable
+from spine.schemas.prompt_content import PromptContent, Variable
 from spine.storage import db
 from spine.storage import prompts as store
 from spine.storage.owner import Owner

@@ -5,14 +5,8 @@ from __future__ import annotations
 import pytest
 
 from spine.errors import InvalidRequestError
-from spine.prompts.templates import (
-    PromptContent,
-    Variable,
-    declare,
-    placeholders,
-    redeclare,
-    render,
-)
+from spine.prompts.templates import declare, placeholders, redeclare, render
+from spine.schemas.prompt_content import PromptContent, Variable
 from spine.schemas.prompts import MAX_TEMPLATE_CHARS
 
 

@@ -20,7 +20,7 @@ from spine.ledger.spool import spool_for
 from spine.observability import bind_function, get_logger
 from spine.registry.source import RegistrySource
 from spine.settings import Settings, get_settings
-from spine.storage.db import as_service_error
+from spine.storage.db import Database, as_service_error
 
 logger = get_logger(__name__)
 
@@ -31,6 +31,7 @@ class AppState:
     settings: Settings
     registry: RegistrySource
     recorder: UsageRecorder
+    database: Database
     verify_jwt: bool
 
 
@@ -69,11 +70,13 @@ def create_app(
         docs_url=None,
         redoc_url=None,
     )
+    database = Database()
     app.state.spine = AppState(
         function_name=function_name,
         settings=settings,
         registry=registry,
-        recorder=recorder or PostgresUsageRecorder(spool_for(settings)),
+        recorder=recorder or PostgresUsageRecorder(database, spool_for(settings)),
+        database=database,
         verify_jwt=verify_jwt,
     )
     install_error_handlers(app)

@@ -89,11 +89,13 @@ async def call_context(request: Request, state: StateDep, registry: RegistryDep)
 
     token = _unauthenticated_api_key(request, state)
     if token is not None:
-        admitted = await authenticate_and_admit_call(request, state.settings, token, registry)
+        admitted = await authenticate_and_admit_call(
+            request, state.settings, state.database, token, registry
+        )
         setattr(request.state, PRINCIPAL_STATE_KEY, admitted.principal)
     else:
         principal = await current_principal(request, state)
-        admitted = await admit_call(request, state.settings, principal, registry)
+        admitted = await admit_call(request, state.settings, state.database, principal, registry)
     return context_with(
         request,
         state,
@@ -121,7 +123,7 @@ def context_with(
 
     recorder = state.recorder
     if reservation is not None:
-        recorder = SettlingRecorder(recorder, reservation)
+        recorder = SettlingRecorder(recorder, reservation, state.database)
         setattr(request.state, RESERVATION_STATE_KEY, reservation)
     return CallContext(
         request_id=request.state.request_id,
@@ -129,6 +131,7 @@ def context_with(
         settings=state.settings,
         registry=registry,
         recorder=recorder,
+        database=state.database,
         resolved=resolved,
     )
 

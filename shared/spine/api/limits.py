@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import Request
 
@@ -15,8 +15,8 @@ from spine.auth.principal import Principal
 from spine.errors import SpineError
 from spine.limits.admission import (
     Reservation,
-    admit_api_key_request,
-    admit_request,
+    admit_with,
+    authenticate_and_admit_with,
     estimate_cost,
     estimate_tokens,
 )
@@ -25,6 +25,9 @@ from spine.registry.resolve import Registry, ResolvedModel
 from spine.registry.schema import ModelEntry
 from spine.schemas.openai import SamplingParams
 from spine.settings import Settings
+
+if TYPE_CHECKING:
+    from spine.storage.db import Database
 
 logger = get_logger(__name__)
 
@@ -67,21 +70,26 @@ class Admitted:
 
 
 async def admit_call(
-    request: Request, settings: Settings, principal: Principal, registry: Registry
+    request: Request,
+    settings: Settings,
+    database: Database,
+    principal: Principal,
+    registry: Registry,
 ) -> Admitted:
     """Admission of the call the request's body describes, for a known principal."""
     estimate = await _estimate(request, registry)
-    reservation = await admit_estimate(request, settings, principal, estimate)
+    reservation = await _admit(request, settings, database, principal, estimate)
     return Admitted(principal, reservation, estimate.resolved)
 
 
 async def admit_built_call(
     request: Request,
     settings: Settings,
+    database: Database,
     principal: Principal,
-    resolved: ResolvedModel,
     built: SamplingParams,
     *,
+    resolved: ResolvedModel,
     max_tokens: int | None,
 ) -> Reservation | None:
     """Admission of a call a service built from the request (a session's turn, with
@@ -92,54 +100,43 @@ async def admit_built_call(
         estimate_tokens(size, max_tokens),
         estimate_cost(resolved.entry, size, max_tokens),
     )
-    return await admit_estimate(request, settings, principal, estimate)
-
-
-async def admit_estimate(
-    request: Request, settings: Settings, principal: Principal, estimate: _Estimate
-) -> Reservation | None:
-    from spine.storage import db
-
-    async def admit(conn: db.Connection) -> Reservation | None:
-        return await admit_request(
-            conn,
-            principal,
-            settings.limits,
-            estimate.entry,
-            tokens=estimate.tokens,
-            cost_usd=estimate.cost_usd,
-        )
-
-    # Retried once on a fresh connection when the first one turns out dead (a
-    # restart while the container was idle): the statement never reached the
-    # server then. Should it have committed before the link broke, the request is
-    # counted twice in its window: the safe side of a limit.
-    reservation = await db.run(admit)
-    _keep_headers(request, reservation)
-    return reservation
+    return await _admit(request, settings, database, principal, estimate)
 
 
 async def authenticate_and_admit_call(
-    request: Request, settings: Settings, token: str, registry: Registry
+    request: Request, settings: Settings, database: Database, token: str, registry: Registry
 ) -> Admitted:
     """`authenticate` an API key and `admit_call`, in one database round trip."""
     estimate = await _estimate(request, registry)
-    from spine.storage import db
-
-    async def admit(conn: db.Connection) -> tuple[Principal, Reservation | None]:
-        return await admit_api_key_request(
-            conn,
-            token,
-            settings.limits,
-            estimate.entry,
-            tokens=estimate.tokens,
-            cost_usd=estimate.cost_usd,
-        )
-
-    # Retried once on a fresh connection, as in `admit_estimate`.
-    principal, reservation = await db.run(admit)
+    principal, reservation = await authenticate_and_admit_with(
+        database,
+        token,
+        settings.limits,
+        estimate.entry,
+        tokens=estimate.tokens,
+        cost_usd=estimate.cost_usd,
+    )
     _keep_headers(request, reservation)
     return Admitted(principal, reservation, estimate.resolved)
+
+
+async def _admit(
+    request: Request,
+    settings: Settings,
+    database: Database,
+    principal: Principal,
+    estimate: _Estimate,
+) -> Reservation | None:
+    reservation = await admit_with(
+        database,
+        principal,
+        settings.limits,
+        estimate.entry,
+        tokens=estimate.tokens,
+        cost_usd=estimate.cost_usd,
+    )
+    _keep_headers(request, reservation)
+    return reservation
 
 
 def _keep_headers(request: Request, reservation: Reservation | None) -> None:
@@ -164,19 +161,3 @@ def _max_tokens(fields: dict[str, Any]) -> int | None:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
     return None
-
-
-async def release_unused(reservation: Reservation) -> None:
-    """Give back estimates no provider call settled (the request failed before
-    reaching one); a no-op, without a database trip, once a call settled them."""
-    if not reservation.holds_estimates:
-        return
-    from spine.limits.admission import settle_reservation
-    from spine.storage import db
-
-    try:
-        conn = await db.connection()
-        await settle_reservation(conn, reservation, tokens=0, cost_usd=Decimal(0))
-    except Exception:
-        # The estimate stays counted until its window ends: the safe side.
-        logger.exception("rate limit release failed")

@@ -179,10 +179,10 @@ async def _release_unused_reservation(scope: Scope) -> None:
     reservation = scope.get("state", {}).get(RESERVATION_STATE_KEY)
     if reservation is None:
         return
-    from spine.api.limits import release_unused
+    from spine.limits.admission import release_with
 
     with anyio.CancelScope(shield=True):
-        await release_unused(reservation)
+        await release_with(scope["app"].state.spine.database, reservation)
 
 
 def _rate_limit_headers(

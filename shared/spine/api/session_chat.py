@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from fastapi.responses import JSONResponse, Response
 
-from spine.api.routes.chat import call_headers, stream_headers
+from spine.api.answer_headers import call_headers, stream_headers
 from spine.api.sse import EventStreamResponse
 from spine.pipeline.context import CallContext
 from spine.schemas.openai import ChatCompletionRequest

@@ -32,10 +32,6 @@ def looks_like_jwt(token: str) -> bool:
     return token.count(".") == 2
 
 
-def redacted(token: str) -> str:
-    return token[:12] + "…" if len(token) > 16 else "…"
-
-
 async def authenticate(authorization: str | None, settings: Settings) -> Principal:
     """Spine API keys (by their prefix) are looked up; JWTs are verified; anything
     else is refused with OpenAI's "Incorrect API key" 401."""
@@ -48,4 +44,6 @@ async def authenticate(authorization: str | None, settings: Settings) -> Princip
         from spine.auth.jwt import verify_jwt
 
         return await verify_jwt(token, settings)
-    raise AuthenticationError(f"Incorrect API key provided: {redacted(token)}.")
+    from spine.auth.api_keys import unknown_key
+
+    raise unknown_key(token)

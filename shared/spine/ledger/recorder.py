@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from decimal import Decimal
+from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 
 from spine.auth.principal import Principal
@@ -19,6 +20,8 @@ from spine.errors import SpineError
 from spine.ledger.spool import FileSpool, SpooledUsage, UsageSpool, keep
 from spine.observability import get_logger
 from spine.schemas.openai import Usage
+from spine.storage.db import Connection, Database
+from spine.storage.limits import settle, settle_and_record_usage
 
 if TYPE_CHECKING:
     from spine.limits.admission import Reservation
@@ -52,7 +55,8 @@ class UsageRecorder(Protocol):
 
 
 class PostgresUsageRecorder:
-    def __init__(self, spool: UsageSpool | None = None) -> None:
+    def __init__(self, database: Database, spool: UsageSpool | None = None) -> None:
+        self.database = database
         self.spool = spool
         # Whether a local spool may hold rows from earlier failures (file spools are
         # drained by the next write that succeeds; a queue by the maintenance job).
@@ -71,7 +75,7 @@ class PostgresUsageRecorder:
             replace(usage_record(entry), created_at=datetime.now(UTC)), tuple(adjustments)
         )
         try:
-            await write_spooled(item)
+            await write_spooled(self.database, item)
         except Exception as exc:
             if keep(self.spool, item, exc):
                 self._maybe_spooled = True
@@ -82,7 +86,7 @@ class PostgresUsageRecorder:
     async def _drain_local(self) -> None:
         assert self.spool is not None
         try:
-            report = await self.spool.drain(write_spooled)
+            report = await self.spool.drain(partial(write_spooled, self.database))
         except Exception:
             logger.warning("usage spool drain failed; rows stay spooled", exc_info=True)
             return
@@ -91,16 +95,14 @@ class PostgresUsageRecorder:
             logger.info("usage spool drained", extra=asdict(report))
 
 
-async def write_spooled(item: SpooledUsage) -> bool:
+async def write_spooled(database: Database, item: SpooledUsage) -> bool:
     """Write a spooled (or live) row idempotently, reconnecting once if the
     connection turns out dead; True when the row is new to the ledger."""
-    from spine.storage import db
-    from spine.storage.limits import settle_and_record_usage
 
-    async def write(conn: db.Connection) -> bool:
+    async def write(conn: Connection) -> bool:
         return await settle_and_record_usage(conn, item.adjustments, item.record)
 
-    return await db.run(write)
+    return await database.run(write)
 
 
 def usage_record(entry: UsageEntry) -> UsageRecord:
@@ -142,9 +144,10 @@ class SettlingRecorder:
     is logged; it never fails the call.
     """
 
-    def __init__(self, inner: UsageRecorder, reservation: Reservation) -> None:
+    def __init__(self, inner: UsageRecorder, reservation: Reservation, database: Database) -> None:
         self.inner = inner
         self.reservation = reservation
+        self.database = database
 
     async def record(self, entry: UsageEntry) -> None:
         from spine.limits.admission import settlement
@@ -159,16 +162,15 @@ class SettlingRecorder:
         if isinstance(self.inner, PostgresUsageRecorder):
             await self.inner.record_settling(entry, adjustments)
             return
-        await _settle_alone(adjustments, entry.request_id)
+        await _settle_alone(self.database, adjustments, entry.request_id)
         await self.inner.record(entry)
 
 
-async def _settle_alone(adjustments: Sequence[Adjustment], request_id: str) -> None:
-    from spine.storage import db
-    from spine.storage.limits import settle
-
+async def _settle_alone(
+    database: Database, adjustments: Sequence[Adjustment], request_id: str
+) -> None:
     try:
-        await settle(await db.connection(), adjustments)
+        await settle(await database.connection(), adjustments)
     except Exception:
         # The estimate stays counted until its window ends: the safe side.
         logger.exception("rate limit settlement failed", extra={"request_id": request_id})

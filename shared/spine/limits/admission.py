@@ -18,9 +18,10 @@ from decimal import Decimal
 from spine.auth.principal import KeyLimits, Principal
 from spine.errors import QuotaExceededError, RateLimitError
 from spine.limits.headers import reset_text
+from spine.observability import get_logger
 from spine.registry.schema import ModelEntry
 from spine.settings import LimitsSettings
-from spine.storage.db import Connection
+from spine.storage.db import Connection, Database
 from spine.storage.limits import (
     PRINCIPAL_SUBJECT,
     Adjustment,
@@ -31,6 +32,8 @@ from spine.storage.limits import (
     principal_counter_subject,
     settle,
 )
+
+logger = get_logger(__name__)
 
 # Share of admissions that also delete a batch of expired windows (same statement).
 CLEANUP_PROBABILITY = 0.01
@@ -299,3 +302,60 @@ def _refusal(state: CounterState, principal: Principal) -> RateLimitError:
         retry_after=wait,
         headers=headers,
     )
+
+
+# --- with the database handed in (the HTTP layer's entry points) -----------------------
+
+
+async def admit_with(
+    database: Database,
+    principal: Principal,
+    settings: LimitsSettings,
+    entry: ModelEntry | None,
+    *,
+    tokens: int,
+    cost_usd: Decimal,
+) -> Reservation | None:
+    """`admit_request` on a live connection. Retried once on a fresh connection when
+    the first one turns out dead (a restart while the container was idle): the
+    statement never reached the server then. Should it have committed before the link
+    broke, the request is counted twice in its window: the safe side of a limit."""
+
+    async def admit(conn: Connection) -> Reservation | None:
+        return await admit_request(
+            conn, principal, settings, entry, tokens=tokens, cost_usd=cost_usd
+        )
+
+    return await database.run(admit)
+
+
+async def authenticate_and_admit_with(
+    database: Database,
+    token: str,
+    settings: LimitsSettings,
+    entry: ModelEntry | None,
+    *,
+    tokens: int,
+    cost_usd: Decimal,
+) -> tuple[Principal, Reservation | None]:
+    """`admit_api_key_request` on a live connection, retried as `admit_with`."""
+
+    async def admit(conn: Connection) -> tuple[Principal, Reservation | None]:
+        return await admit_api_key_request(
+            conn, token, settings, entry, tokens=tokens, cost_usd=cost_usd
+        )
+
+    return await database.run(admit)
+
+
+async def release_with(database: Database, reservation: Reservation) -> None:
+    """Give back estimates no provider call settled (the request failed before
+    reaching one); a no-op, without a database trip, once a call settled them."""
+    if not reservation.holds_estimates:
+        return
+    try:
+        conn = await database.connection()
+        await settle_reservation(conn, reservation, tokens=0, cost_usd=Decimal(0))
+    except Exception:
+        # The estimate stays counted until its window ends: the safe side.
+        logger.exception("rate limit release failed")

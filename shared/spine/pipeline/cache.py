@@ -33,6 +33,7 @@ from spine.providers.base import Target
 from spine.registry.resolve import ResolvedModel
 from spine.registry.schema import ProviderKind
 from spine.schemas.openai import ChatCompletion, SamplingParams, TextCompletion, Usage
+from spine.storage import response_cache
 
 if TYPE_CHECKING:
     from spine.storage.response_cache import CachedRow
@@ -147,10 +148,9 @@ async def find(ctx: CallContext, resolved: ResolvedModel, plan: CachePlan) -> Ca
     whose model is still in the registry."""
     if not plan.read:
         return None
-    from spine.storage import db, response_cache
-
     try:
-        row = await response_cache.lookup(await db.connection(), plan.key, plan.scope, ttl=plan.ttl)
+        conn = await ctx.database.connection()
+        row = await response_cache.lookup(conn, plan.key, plan.scope, ttl=plan.ttl)
     except Exception:
         logger.warning("response cache read failed", exc_info=True)
         row = None
@@ -224,8 +224,6 @@ async def store_answer(
     TTL, if the plan writes and the answer is complete."""
     if not plan.write or not is_complete(answer):
         return
-    from spine.storage import db, response_cache
-
     entry = response_cache.CacheEntry(
         key=plan.key,
         scope=plan.scope,
@@ -237,6 +235,6 @@ async def store_answer(
         response=answer.model_dump(mode="json"),
     )
     try:
-        await response_cache.store(await db.connection(), entry, ttl=plan.ttl)
+        await response_cache.store(await ctx.database.connection(), entry, ttl=plan.ttl)
     except Exception:
         logger.warning("response cache write failed", exc_info=True, extra={"model": answer.model})

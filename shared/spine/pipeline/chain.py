@@ -47,6 +47,8 @@ from spine.providers.base import Target
 from spine.registry.resolve import Registry, ResolvedModel
 from spine.registry.schema import ModelEntry, RetryPolicy
 from spine.schemas.openai import SamplingParams, Usage
+from spine.storage import cooldowns
+from spine.storage.db import Database
 
 logger = get_logger(__name__)
 
@@ -278,7 +280,7 @@ class Serving(Generic[R]):
         ctx, resolved, failures = self.ctx, self.resolved, self.failures
         chain = serving_chain(ctx, resolved)
         primaries = sum(1 for model in chain if model.entry.id == resolved.entry.id)
-        cooled = await _cooled(chain) if len(chain) > 1 else set()
+        cooled = await _cooled(ctx.database, chain) if len(chain) > 1 else set()
         checks = _Checks(self.kind, self.request, self.streaming, primaries, failures)
         last_error: SpineError | None = None
         last: Candidate | None = None
@@ -344,7 +346,7 @@ class Serving(Generic[R]):
         entry, deployment = candidate.resolved.entry, candidate.target.deployment
         self.failures.append(_failure(entry.id, deployment, error))
         if counts_towards_cooldown(error):
-            await _note_failure(entry, deployment, error)
+            await _note_failure(self.ctx.database, entry, deployment, error)
         policy = entry.retry
         if not is_retryable(error) or tries >= policy.attempts:
             return None
@@ -396,25 +398,23 @@ def _failure(model: str, deployment: str, error: SpineError) -> dict[str, Any]:
     return {"model": model, "deployment": deployment, "code": error.code}
 
 
-async def _cooled(chain: list[ResolvedModel]) -> set[tuple[str, str]]:
+async def _cooled(database: Database, chain: list[ResolvedModel]) -> set[tuple[str, str]]:
     """Cooling deployments of the chain; empty if the database cannot say (a cooldown
     is an optimisation, never a reason to fail a request)."""
-    from spine.storage import cooldowns, db
-
     try:
-        conn = await db.connection()
+        conn = await database.connection()
         return await cooldowns.cooled_down(conn, [m.entry.id for m in chain])
     except Exception:
         logger.warning("cooldown read failed", exc_info=True)
         return set()
 
 
-async def _note_failure(entry: ModelEntry, deployment: str, error: SpineError) -> None:
-    from spine.storage import cooldowns, db
-
+async def _note_failure(
+    database: Database, entry: ModelEntry, deployment: str, error: SpineError
+) -> None:
     policy = entry.cooldown
     try:
-        conn = await db.connection()
+        conn = await database.connection()
         cooling = await cooldowns.record_failure(
             conn,
             entry.id,

@@ -12,6 +12,7 @@ from spine.providers.base import Target
 from spine.registry.resolve import Registry, ResolvedModel
 from spine.schemas.openai import Usage
 from spine.settings import Settings
+from spine.storage.db import Database
 
 CacheStatus = Literal["HIT", "MISS"]
 
@@ -28,6 +29,8 @@ class CallContext:
     settings: Settings
     registry: Registry
     recorder: UsageRecorder
+    # Where the response cache and the deployments' cooldowns are kept.
+    database: Database
     # The requested model, resolved when the call was admitted; None: resolve it from
     # the request (a call built by a service, e.g. execute-prompt).
     resolved: ResolvedModel | None = None

@@ -21,8 +21,9 @@ from spine.errors import InvalidRequestError, NotFoundError
 from spine.pipeline import run
 from spine.pipeline.context import CallContext, CallResult
 from spine.pipeline.kinds import CHAT
-from spine.prompts.templates import PromptContent, declare, redeclare, render, variables_of
+from spine.prompts.templates import declare, redeclare, render, variables_of
 from spine.schemas.openai import ChatCompletion, ChatCompletionRequest
+from spine.schemas.prompt_content import PromptContent
 from spine.schemas.prompts import (
     LATEST_LABEL,
     SLUG_PATTERN,

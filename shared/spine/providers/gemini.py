@@ -70,9 +70,7 @@ class GeminiProvider(ChatProvider):
     def _client(self, target: Target) -> genai.Client:
         if not target.api_key:
             raise missing_upstream_key(_PROVIDER, target.entry.id)
-        return self._clients.get(
-            target.base_url or GEMINI_BASE_URL, target.api_key, target.timeouts
-        )
+        return self._clients.get(*_client_key(target))
 
     async def chat(self, target: Target, request: ChatCompletionRequest) -> ChatCompletion:
         client = self._client(target)
@@ -110,12 +108,10 @@ class GeminiProvider(ChatProvider):
                 stream = await client.aio.models.generate_content_stream(
                     model=target.model, contents=contents, config=config
                 )
-                # Closed explicitly when this generator is: left to the garbage
-                # collector, the SDK's stream (and its HTTP response) outlived a client
-                # that went away, and the provider went on generating.
                 close_stream = getattr(stream, "aclose", None)
             except _SDK_FAILURES as exc:
                 raise _map_error(exc) from exc
+            finished = False
             try:
                 async for raw in stream:
                     if (blocked := mapping.prompt_block(raw)) is not None:
@@ -140,11 +136,12 @@ class GeminiProvider(ChatProvider):
                         calls += 1
                     if candidate is not None and candidate.finish_reason is not None:
                         raw_finish = candidate.finish_reason
+                finished = True
             except _SDK_FAILURES as exc:
                 raise _map_error(exc) from exc
             finally:
-                if close_stream is not None:
-                    await close_stream()
+                if not finished:
+                    await self._abandon(target, close_stream)
             if usage is None:
                 raise upstream_bad_response(_PROVIDER, "the stream ended before any answer")
             reason: FinishReason = mapping.finish_reason(raw_finish, calls > 0)
@@ -155,8 +152,23 @@ class GeminiProvider(ChatProvider):
             async for item in items:
                 yield item
 
+    async def _abandon(self, target: Target, close_stream: Any) -> None:
+        """Stop an SDK stream left before its end (the client went away), so the
+        provider stops generating. Closing google-genai's stream leaves the generators
+        it nests, which hold the HTTP response, to the garbage collector, which may
+        not get to them for a long time: the client, and so the connection, is
+        closed instead (a container serves one request at a time; the next call
+        makes a new client)."""
+        if close_stream is not None:
+            await close_stream()
+        await self._clients.discard(*_client_key(target))
+
     async def aclose(self) -> None:
         await self._clients.aclose()
+
+
+def _client_key(target: Target) -> tuple[str, str, Timeouts]:
+    return (target.base_url or GEMINI_BASE_URL, str(target.api_key), target.timeouts)
 
 
 def _new_client(base_url: str, api_key: str, timeouts: Timeouts) -> genai.Client:

@@ -40,6 +40,13 @@ class ClientCache(Generic[ClientT]):
             client = clients[key] = self._factory(*key)
         return client
 
+    async def discard(self, *key: Hashable) -> None:
+        """Close this loop's client for `key`, with every connection it holds (a
+        stream abandoned mid-way among them); the next call makes a new one."""
+        client = self._by_loop.get(asyncio.get_running_loop(), {}).pop(key, None)
+        if client is not None:
+            await self._closer(client)
+
     async def aclose(self) -> None:
         """Close the clients of the running loop (other loops' pools die with them)."""
         clients = self._by_loop.pop(asyncio.get_running_loop(), {})

@@ -23,7 +23,7 @@ import math
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TypeAlias, TypeVar
 
@@ -268,3 +268,26 @@ async def _url() -> str:
     # Resolved on every (re)connect so a rotated secret is picked up; in a thread
     # because the first call may start the embedded server or fetch a secret.
     return await asyncio.to_thread(embedded.database_url, get_settings())
+
+
+class Database:
+    """The database as a service is handed it (`AppState.database`, then the call
+    context), rather than fetching the module's connection itself: what a service
+    touches is in its signature, and a test can hand it another database.
+
+    Stateless: connections stay one per event loop (this module's cache), so every
+    handle of a process shares them."""
+
+    async def connection(self) -> Connection:
+        return await connection()
+
+    async def run(self, operation: Callable[[Connection], Awaitable[T]]) -> T:
+        """`operation` on a live connection, run once more on a fresh one if the
+        first turns out dead (see `run`)."""
+        return await run(operation)
+
+    def transaction(self) -> AbstractAsyncContextManager[Connection]:
+        return transaction()
+
+    async def ping(self) -> None:
+        await ping()

@@ -18,7 +18,7 @@ from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 
 from spine.errors import ConflictError, NotFoundError
-from spine.prompts.templates import PromptContent, Variable
+from spine.schemas.prompt_content import PromptContent, Variable
 from spine.storage.db import Connection
 from spine.storage.owner import Owner
 

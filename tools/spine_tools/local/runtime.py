@@ -142,7 +142,7 @@ def _module_name(spec: FunctionSpec) -> str:
 
 
 # How long a container's loop may go on finishing a request's leftover tasks.
-LEFTOVER_GRACE_SECONDS = 1.0
+LEFTOVER_GRACE_SECONDS = 0.5
 
 
 async def _settle(grace: float) -> None:

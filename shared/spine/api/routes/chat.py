@@ -5,41 +5,17 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
+from spine.api.answer_headers import call_headers, stream_headers
 from spine.api.body import parse_body
 from spine.api.cache_headers import cache_control
 from spine.api.deps import CallContextDep
 from spine.api.openapi import json_body
 from spine.api.sse import EventStreamResponse
 from spine.pipeline import run
-from spine.pipeline.context import CallResult
 from spine.pipeline.kinds import CHAT, COMPLETIONS
 from spine.schemas.openai import ChatCompletionRequest, CompletionRequest
 
 router = APIRouter()
-
-
-def call_headers(result: CallResult) -> dict[str, str]:
-    """Which model, provider and deployment answered, and what it cost."""
-    return {
-        **stream_headers(result),
-        "x-spine-cost-usd": f"{result.cost:.9f}",
-        "openai-processing-ms": str(round(result.latency_ms)),
-    }
-
-
-def stream_headers(result: CallResult) -> dict[str, str]:
-    """Who answers a stream; its cost is known only at the end (the usage row).
-    `x-spine-fallback-from` names the requested model when a fallback answered."""
-    headers = {
-        "x-spine-model": result.resolved.entry.id,
-        "x-spine-provider": result.target.provider.value,
-        "x-spine-deployment": result.target.deployment,
-    }
-    if result.fallback_from is not None:
-        headers["x-spine-fallback-from"] = result.fallback_from
-    if result.cache is not None:  # only when the response cache took part
-        headers["x-cache"] = result.cache
-    return headers
 
 
 @router.post("/v1/chat/completions", openapi_extra=json_body(ChatCompletionRequest))

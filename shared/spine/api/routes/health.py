@@ -10,6 +10,7 @@ import httpx
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
+from spine.api.app import AppState
 from spine.api.deps import RegistryDep, StateDep
 from spine.observability import get_logger
 from spine.registry.schema import ProviderKind
@@ -26,10 +27,8 @@ async def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
-async def _check_database() -> str:
-    from spine.storage import db
-
-    await db.ping()
+async def _check_database(state: AppState) -> str:
+    await state.database.ping()
     return "ok"
 
 
@@ -58,7 +57,7 @@ async def _timed(name: str, check: Any) -> tuple[str, dict[str, Any]]:
 
 @router.get("/ready")
 async def ready(state: StateDep, registry: RegistryDep) -> JSONResponse:
-    checks = [_timed("database", _check_database())]
+    checks = [_timed("database", _check_database(state))]
     if registry.models_of(ProviderKind.LLAMACPP):
         checks.append(_timed("worker", _check_worker(state.settings)))
     results = dict(await asyncio.gather(*checks))

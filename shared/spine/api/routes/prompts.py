@@ -13,11 +13,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
+from spine.api.answer_headers import call_headers
 from spine.api.body import parse_body
 from spine.api.deps import CallContextDep, PrincipalDep, require_scope
 from spine.api.openapi import PAGE_QUERY, json_body, query_params
 from spine.api.query import epoch, known_query, list_page, page_limit, small_int
-from spine.api.routes.chat import call_headers
 from spine.auth.principal import Principal
 from spine.errors import InvalidRequestError
 from spine.prompts import service

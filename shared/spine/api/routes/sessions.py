@@ -15,12 +15,12 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from spine.api.answer_headers import call_headers
 from spine.api.app import AppState
 from spine.api.body import parse_body
 from spine.api.deps import PrincipalDep, RegistryDep, StateDep, context_with
 from spine.api.openapi import PAGE_QUERY, json_body
 from spine.api.query import epoch, known_query, list_page, page_limit
-from spine.api.routes.chat import call_headers
 from spine.api.session_chat import session_headers
 from spine.auth.principal import Principal
 from spine.pipeline.context import CallContext
@@ -134,9 +134,10 @@ async def _admitted_context(
     reservation = await admit_built_call(
         request,
         state.settings,
+        state.database,
         principal,
-        resolved,
         turn.request,
+        resolved=resolved,
         max_tokens=turn.request.output_limit(),
     )
     return context_with(request, state, principal, registry, reservation, resolved=resolved)
