@@ -253,7 +253,8 @@ def test_sql_injection_in_the_key_is_just_a_wrong_key(
             "unsupported_capability",
         ),
         (
-            {"model": "gpt-test", "messages": [{"role": "user", "content": "x" * 40000}]},
+            # 9,000 words are 9,000 tokens to GPT's tokenizer: past the 8,000 window.
+            {"model": "gpt-test", "messages": [{"role": "user", "content": "word " * 9000}]},
             400,
             "messages",
             "context_length_exceeded",

@@ -188,7 +188,7 @@ def test_context_overflow_falls_back_to_a_larger_window(
     assert result.status == 200 and result.headers["x-spine-model"] == "backup"
     assert len(env.fakes.requests("openai")) == 1
     # And a prompt Spine already knows is too big goes straight to the larger model
-    big = [{"role": "user", "content": "word " * 7_000}]
+    big = [{"role": "user", "content": "word " * 9_000}]  # 9,000 tokens: past 8,000
     result = chat(gateway, api_key, messages=big)
     assert result.status == 200 and result.headers["x-spine-model"] == "backup"
     assert len(env.fakes.requests("openai")) == 1

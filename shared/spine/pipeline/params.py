@@ -11,11 +11,11 @@ from __future__ import annotations
 from typing import Any, TypeVar
 
 from spine.errors import ContextWindowExceededError, InvalidRequestError
+from spine.pipeline.tokens import TokenCount, count_prompt, encoding_for
 from spine.registry.resolve import ResolvedModel
 from spine.registry.schema import Capability
 from spine.schemas.openai import (
     ChatCompletionRequest,
-    ChatMessage,
     CompletionRequest,
     SamplingParams,
 )
@@ -25,10 +25,11 @@ RequestT = TypeVar("RequestT", bound=SamplingParams)
 # Fields that steer Spine itself, never forwarded as provider parameters.
 GATEWAY_FIELDS = frozenset({"model", "messages", "prompt", "session_id", "stream", "user"})
 
-# Without the model's tokenizer, a token is at least ~1 byte of UTF-8 in practice
-# and ~4 on average for English; only a prompt that cannot fit even at 4 bytes per
-# token is refused here. The provider's own check catches the rest (mapped to 400).
-_BYTES_PER_TOKEN_CEILING = 4
+# The context window is checked here only where the prompt is counted exactly (the
+# model's own tokenizer: OpenAI's BPE, offline). An estimate is not a lower bound
+# (bytes / 4 refused prompts that llama-server counted well inside the window), so
+# for every other model the provider's own overflow error is the word that counts:
+# it is a 400 context_length_exceeded too, and the chain moves to a larger window.
 
 
 def apply_defaults(request: RequestT, resolved: ResolvedModel) -> RequestT:
@@ -59,8 +60,9 @@ def check_chat_request(
         _require(resolved, Capability.JSON_SCHEMA, "response_format", "JSON schema output")
     _check_supported(request, resolved, supported)
     _check_output_limit(request.output_limit(), resolved)
-    prompt_bytes = sum(len(_message_bytes(m)) for m in request.messages)
-    _check_context(prompt_bytes, request.output_limit(), entry.context_window, entry.id)
+    if encoding_for(entry) is not None:  # counted exactly, offline
+        count = count_prompt(entry, messages=request.messages, tools=request.tools)
+        _check_context(count, request.output_limit(), entry.context_window, entry.id)
 
 
 def check_completion_request(
@@ -68,10 +70,10 @@ def check_completion_request(
 ) -> None:
     _check_supported(request, resolved, supported)
     _check_output_limit(request.max_tokens, resolved)
-    prompt_bytes = len(request.prompt_text().encode())
-    _check_context(
-        prompt_bytes, request.max_tokens, resolved.entry.context_window, resolved.entry.id
-    )
+    entry = resolved.entry
+    if encoding_for(entry) is not None:
+        count = count_prompt(entry, prompt=request.prompt_text())
+        _check_context(count, request.max_tokens, entry.context_window, entry.id)
 
 
 def _require(resolved: ResolvedModel, capability: Capability, param: str, what: str) -> None:
@@ -109,17 +111,13 @@ def _check_output_limit(limit: int | None, resolved: ResolvedModel) -> None:
         )
 
 
-def _check_context(prompt_bytes: int, output: int | None, window: int, model: str) -> None:
-    floor_tokens = prompt_bytes // _BYTES_PER_TOKEN_CEILING
-    if floor_tokens + (output or 0) > window:
-        raise ContextWindowExceededError(
-            f"This model's maximum context length is {window} tokens. Your messages are "
-            f"at least {floor_tokens} tokens long"
-            + (f" and you asked for {output} more" if output else "")
-            + f" (model '{model}').",
-            param="messages",
-        )
-
-
-def _message_bytes(message: ChatMessage) -> bytes:
-    return message.text().encode()
+def _check_context(count: TokenCount, output: int | None, window: int, model: str) -> None:
+    if not count.exact or count.tokens + (output or 0) <= window:
+        return
+    raise ContextWindowExceededError(
+        f"This model's maximum context length is {window} tokens. However, your messages "
+        f"resulted in {count.tokens} tokens"
+        + (f" and you asked for {output} more" if output else "")
+        + f" (model '{model}'). Please reduce the length of the messages.",
+        param="messages",
+    )
