@@ -9,11 +9,13 @@ fail.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -118,3 +120,40 @@ class _CfnLoader(yaml.SafeLoader):
 
 
 _CfnLoader.add_multi_constructor("!", lambda loader, suffix, node: None)
+
+
+# The SAM transform as CloudFormation applies it (aws-sam-translator, from the SAM
+# CLI's virtualenv), with local code folders replaced by S3 URIs as `sam package` does.
+_TRANSLATE = """
+import json, sys
+from samtranslator.translator.transform import transform
+from samtranslator.yaml_helper import yaml_parse
+
+class NoManagedPolicies:
+    def load(self):
+        return {}
+
+template = yaml_parse(open(sys.argv[1]).read())
+for resource in template["Resources"].values():
+    for key in ("CodeUri", "ContentUri"):
+        if key in resource.get("Properties", {}):
+            resource["Properties"][key] = "s3://bucket/" + key
+print(json.dumps(transform(template, json.loads(sys.argv[2]), NoManagedPolicies())))
+"""
+
+
+@pytest.fixture(scope="session")
+def cloudformation(sam: str) -> dict[str, Any]:
+    """template.yaml after the SAM transform: the resources CloudFormation creates."""
+    python = Path(sam).with_name("python")
+    result = subprocess.run(
+        [str(python), "-c", _TRANSLATE, str(REPO / "template.yaml"), "{}"],
+        env=sam_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    translated: dict[str, Any] = json.loads(result.stdout)
+    return translated
