@@ -5,10 +5,10 @@ reach the client chunk by chunk; `handler` (Mangum) serves buffered invocations.
 
 from spine.api.functions import chat_app
 from spine.api.handler import make_handler
-from spine.snapstart import PROVIDER_MODULES, enable
+from spine.snapstart import enable
 
 app = chat_app()
 handler = make_handler(app)
 # SnapStart hooks run in Lambda's own Python runtime, which serves `handler`; under
 # the web adapter (deployed) uvicorn's process never gets them (docs/deploying.md).
-enable(app, handler, PROVIDER_MODULES)
+enable(app, handler, calls_models=True)

@@ -5,8 +5,10 @@ Lambda runs a SnapStart function's init once per published version, snapshots th
 memory, and starts every later instance from that snapshot. So the work done before
 the snapshot is paid once, not by the first request of each instance:
 
-- `prime` imports what the function's requests import lazily (the provider SDKs of
-  the functions that call models), loads and validates models.yaml, and runs one
+- `prime` imports what the function's requests import lazily: every module of the
+  `spine` package (a request imports its storage and limits modules on first use),
+  and for the functions that call models the provider SDKs and the HTTP client stack
+  their first call loads; it loads and validates models.yaml, and runs one
   request through the app that needs no database (an unauthenticated call: middleware,
   routing, error mapping, JSON encoding), so FastAPI's and pydantic's first-call work
   is done too.
@@ -28,31 +30,58 @@ from __future__ import annotations
 
 import importlib
 import os
+import pkgutil
 import random
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import spine
 from spine.observability import get_logger
 
 logger = get_logger(__name__)
 
-# What a function that calls models imports on its first call to each provider.
-PROVIDER_MODULES = (
-    "spine.providers.openai_provider",
-    "spine.providers.gemini",
-    "spine.providers.anthropic_provider",
+# Not imported by priming: the other entry points' modules, and the provider adapters
+# (each imports its SDK, 0.5 s or more) unless the function calls models.
+_NOT_PRIMED = ("spine.snapstart", "spine.migrations_resource", "spine.maintenance")
+_PROVIDERS = "spine.providers"
+# Loaded by the first provider call (the SDKs' HTTP transport on asyncio), not by
+# importing the SDKs; missing ones are skipped.
+HTTP_CLIENT_MODULES = (
+    "anyio._backends._asyncio",
+    "h11",
+    "httpcore",
+    "httpcore2",
+    "truststore",
+    "concurrent.futures.thread",
 )
 Handler = Callable[[dict[str, Any], Any], Any]
 
 
-def prime(app: Any, handler: Handler | None = None, modules: Iterable[str] = ()) -> None:
-    """Before the snapshot: the lazy imports in `modules`, models.yaml, one request."""
-    for name in modules:
+def modules_to_prime(*, calls_models: bool) -> Iterator[str]:
+    """Every module of the spine package a function may import lazily, and for the
+    functions that call models the provider adapters and their HTTP stack."""
+    for module in pkgutil.walk_packages(spine.__path__, "spine."):
+        name = module.name
+        if name.startswith(_NOT_PRIMED) or name.endswith("__main__"):
+            continue
+        if name.startswith(_PROVIDERS + ".") and not calls_models:
+            continue
+        yield name
+    if calls_models:
+        yield from HTTP_CLIENT_MODULES
+    else:
+        yield "concurrent.futures.thread"
+
+
+def prime(app: Any, handler: Handler | None = None, *, calls_models: bool = False) -> None:
+    """Before the snapshot: the lazy imports, models.yaml, one request."""
+    for name in modules_to_prime(calls_models=calls_models):
         try:
             importlib.import_module(name)
-        except ImportError:  # an optional SDK (anthropic) not installed
+        except ImportError:  # an optional SDK (anthropic), pgserver outside `local`
             logger.info("snapstart prime skipped module", extra={"module": name})
+    _complete_pydantic_models()
     state = app.state.spine
     state.registry.current()  # loads and validates models.yaml
     if handler is not None:
@@ -71,7 +100,7 @@ def refresh() -> None:
     forget_cached_secrets()
 
 
-def enable(app: Any, handler: Handler | None = None, modules: Iterable[str] = ()) -> bool:
+def enable(app: Any, handler: Handler | None = None, *, calls_models: bool = False) -> bool:
     """Register `prime` and `refresh` with Lambda's SnapStart hooks; False (and
     nothing done) outside a SnapStart runtime."""
     try:
@@ -81,10 +110,36 @@ def enable(app: Any, handler: Handler | None = None, modules: Iterable[str] = ()
         )
     except ImportError:
         return False
-    names = tuple(modules)
-    register_before_snapshot(lambda: prime(app, handler, names))
+    register_before_snapshot(lambda: prime(app, handler, calls_models=calls_models))
     register_after_restore(refresh)
     return True
+
+
+# Packages whose pydantic models a request validates or builds: Spine's schemas and
+# the SDKs' response types.
+_MODEL_PACKAGES = ("spine.", "openai.types", "anthropic.types", "google.genai.types")
+
+
+def _complete_pydantic_models() -> None:
+    """Build the validators pydantic deferred (models with forward references are
+    completed on first use), so no request pays for a schema build."""
+    import sys
+
+    from pydantic import BaseModel
+
+    for name, module in list(sys.modules.items()):
+        if module is None or not name.startswith(_MODEL_PACKAGES):
+            continue
+        for value in list(vars(module).values()):
+            if (
+                isinstance(value, type)
+                and issubclass(value, BaseModel)
+                and not value.__pydantic_complete__
+            ):
+                try:
+                    value.model_rebuild()
+                except Exception:  # a generic or still-unresolvable model: built on use
+                    continue
 
 
 @dataclass

@@ -143,3 +143,23 @@ def test_after_restore_secrets_are_read_again(
     runtime.restore()
     # Then the restored instance reads the rotated value
     assert get_secret(name, max_age=3600) == "sk-after"
+
+
+@pytest.mark.parametrize("function", ["chat", "models"])
+def test_after_priming_the_first_request_imports_nothing(
+    gw: Gateway, env: Env, api_key: str, function: str
+) -> None:
+    # Given a fresh process that ran the function's init and before-snapshot hook
+    # (the benchmark's instance script: the runtime's hooks stood in, as here)
+    from tests.benchmarks.bench_snapstart import REPO, instance
+
+    body = {"model": "gpt-test", "messages": [{"role": "user", "content": "hi"}]}
+    event = (
+        gw.request("POST", "/v1/chat/completions", json_body=body, key=api_key).event
+        if function == "chat"
+        else gw.request("GET", "/v1/models", key=api_key).event
+    )
+    # When it is restored and serves its first request
+    figures = instance(REPO / "functions" / function / "app.py", event, "snapstart")
+    # Then that request loaded no module: the snapshot held everything it needed
+    assert figures["new_modules"] == []
