@@ -138,8 +138,11 @@ def _complete_pydantic_models() -> None:
             ):
                 try:
                     value.model_rebuild()
-                except Exception:  # a generic or still-unresolvable model: built on use
-                    continue
+                except Exception as exc:  # a generic or still-unresolvable model
+                    logger.debug(
+                        "snapstart prime left a model to build on use",
+                        extra={"model": value.__qualname__, "error": str(exc)},
+                    )
 
 
 @dataclass
