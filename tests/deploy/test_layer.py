@@ -22,6 +22,8 @@ EM_AARCH64 = 183
 NOT_SHIPPED = {
     # Lambda's Python runtime provides boto3 (botocore comes with Powertools' tracer).
     "boto3": "provided by the python3.12 runtime",
+    # SnapStart's runtime hooks (spine.snapstart), part of Lambda's Python runtime.
+    "snapshot_restore_py": "provided by the python3.12 runtime",
     # storage/embedded.py imports it only when no DATABASE_URL and no secret is set,
     # which the template never leaves unset.
     "pgserver": "embedded Postgres, local only",
