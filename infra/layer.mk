@@ -7,8 +7,9 @@
 # Wheels are fetched for the Lambda platform, never built here: arm64, CPython 3.12,
 # glibc 2.28 or older (manylinux_2_28 and older).
 #
-# A host build of the same recipe (LAYER_PLATFORM= in the environment of `sam build`) installs the wheels of this machine's interpreter instead,
-# so the built stack can be served and tested here (tests/deploy).
+# A host build of the same recipe (LAYER_PLATFORM= in the environment of `sam build`)
+# installs the wheels of the building machine's interpreter instead, so the built stack
+# can be served and tested where it was built (tests/deploy).
 
 LAYER_PYTHON_VERSION ?= 3.12
 # uv's --python-platform; empty: the wheels of $(PYTHON) on this machine.
