@@ -6,12 +6,9 @@ server that records it."""
 from __future__ import annotations
 
 import importlib.util
-import json
-import threading
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -21,46 +18,11 @@ import pytest
 
 from spine.settings import get_settings
 from spine.storage.migrate import load_migrations
+from tests.fixtures.cloudformation import ResponseUrl, request
 
 REPO = Path(__file__).resolve().parents[2]
 MIGRATION_LOCK = int.from_bytes(b"SPINEMIG", "big", signed=True)
 Handler = Callable[[dict[str, Any], Any], None]
-
-
-@dataclass
-class Answer:
-    body: dict[str, Any]
-    content_type: str | None
-
-
-class ResponseUrl:
-    """A stand-in for the presigned S3 URL: records each PUT."""
-
-    def __init__(self) -> None:
-        answers: list[Answer] = []
-
-        class Record(BaseHTTPRequestHandler):
-            def do_PUT(self) -> None:
-                length = int(self.headers["Content-Length"])
-                answers.append(
-                    Answer(json.loads(self.rfile.read(length)), self.headers.get("Content-Type"))
-                )
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.answers = answers
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Record)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/stack-response?sig=x"
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @dataclass
@@ -108,22 +70,6 @@ def deployed_database(
     point_at(monkeypatch, empty_db_url)
     yield empty_db_url
     get_settings.cache_clear()
-
-
-def request(kind: str, url: str, physical_id: str | None = None) -> dict[str, Any]:
-    event = {
-        "RequestType": kind,
-        "ServiceToken": "arn:aws:lambda:us-east-1:123456789012:function:spine-migrations",
-        "ResponseURL": url,
-        "StackId": "arn:aws:cloudformation:us-east-1:123456789012:stack/spine/1",
-        "RequestId": str(uuid.uuid4()),
-        "LogicalResourceId": "DatabaseMigrations",
-        "ResourceType": "Custom::DatabaseMigrations",
-        "ResourceProperties": {"ServiceToken": "x", "LayerVersion": "layer:2"},
-    }
-    if physical_id is not None:
-        event["PhysicalResourceId"] = physical_id
-    return event
 
 
 def applied_versions(url: str) -> list[str]:

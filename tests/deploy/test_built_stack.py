@@ -28,9 +28,9 @@ import pytest
 import yaml
 
 from spine.storage.migrate import load_migrations
-from tests.aws.test_migrations_resource import ResponseUrl, request
 from tests.deploy.conftest import REPO, Build
 from tests.fakes import FakeProviders
+from tests.fixtures.cloudformation import ResponseUrl, request
 from tests.integration.conftest import run_async
 
 PROVIDER_KEYS = {
