@@ -71,7 +71,7 @@ async def one_request(
         )
         assert loaded is not None
     # The provider call happens here; then the settlement and the usage row are one
-    # statement (spine.usage.recorder.SettlingRecorder).
+    # statement (spine.ledger.recorder.SettlingRecorder).
     adjustments = (
         settlement(reservation, tokens=120, cost_usd=Decimal("0.00005"))
         if reservation is not None

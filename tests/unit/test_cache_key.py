@@ -10,7 +10,8 @@ from starlette.requests import Request
 
 from spine.api.cache_headers import cache_control
 from spine.auth.principal import Principal
-from spine.chat.cache import (
+from spine.errors import InvalidRequestError
+from spine.pipeline.cache import (
     CacheControl,
     CachePlan,
     cache_scope,
@@ -18,8 +19,7 @@ from spine.chat.cache import (
     is_deterministic,
     request_key,
 )
-from spine.chat.cache_replay import StreamCapture, answer_chunks
-from spine.errors import InvalidRequestError
+from spine.pipeline.cache_replay import StreamCapture, answer_chunks
 from spine.schemas.openai import ChatCompletion, ChatCompletionRequest, TextCompletion, Usage
 
 

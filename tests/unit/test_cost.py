@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from spine.ledger.cost import cost_usd
 from spine.registry.schema import Pricing
 from spine.schemas.openai import Usage
-from spine.usage.cost import cost_usd
 
 
 def test_uncached_prompt_and_output() -> None:

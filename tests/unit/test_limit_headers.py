@@ -22,8 +22,8 @@ def test_reset_text(seconds: float, text: str) -> None:
 
 
 def test_estimate_counts_body_and_allowed_output() -> None:
-    assert estimate_tokens(b"x" * 400, 50) == 150
-    assert estimate_tokens(b"x" * 401, None) == 101
+    assert estimate_tokens(400, 50) == 150
+    assert estimate_tokens(401, None) == 101
 
 
 def test_key_overrides_resolve_without_the_database() -> None:

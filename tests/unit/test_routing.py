@@ -6,8 +6,8 @@ from collections import Counter
 
 import pytest
 
-from spine.chat.routing import deployment_order
 from spine.errors import ConfigError
+from spine.pipeline.routing import deployment_order
 from spine.registry import parse_registry
 from spine.registry.schema import ModelEntry, ProviderKind
 

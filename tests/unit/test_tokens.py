@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from spine.pipeline.tokens import CL100K, O200K, count_prompt, encoding_for
 from spine.registry.schema import ModelEntry, ProviderKind
 from spine.schemas.openai import ChatMessage
-from spine.usage.tokens import CL100K, O200K, count_prompt, encoding_for
 
 
 def entry(provider: str, model: str = "m") -> ModelEntry:

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from starlette.requests import Request
 
-from spine.chat.cache import CacheControl
 from spine.errors import InvalidRequestError
+from spine.pipeline.cache import CacheControl
 
 CACHE_MODE_HEADER = "x-spine-cache"
 _MODES = ("auto", "force")

@@ -10,9 +10,9 @@ from fastapi import Depends, Request
 from spine.api.app import AppState
 from spine.auth.authenticate import authenticate, bearer_token
 from spine.auth.principal import ANONYMOUS, Principal
-from spine.chat.service import CallContext
 from spine.errors import PermissionDeniedError
-from spine.registry.resolve import Registry
+from spine.pipeline.context import CallContext
+from spine.registry.resolve import Registry, ResolvedModel
 
 if TYPE_CHECKING:
     from spine.limits.admission import Reservation
@@ -89,14 +89,19 @@ async def call_context(request: Request, state: StateDep, registry: RegistryDep)
 
     token = _unauthenticated_api_key(request, state)
     if token is not None:
-        principal, reservation = await authenticate_and_admit_call(
-            request, state.settings, token, registry
-        )
-        setattr(request.state, PRINCIPAL_STATE_KEY, principal)
+        admitted = await authenticate_and_admit_call(request, state.settings, token, registry)
+        setattr(request.state, PRINCIPAL_STATE_KEY, admitted.principal)
     else:
         principal = await current_principal(request, state)
-        reservation = await admit_call(request, state.settings, principal, registry)
-    return context_with(request, state, principal, registry, reservation)
+        admitted = await admit_call(request, state.settings, principal, registry)
+    return context_with(
+        request,
+        state,
+        admitted.principal,
+        registry,
+        admitted.reservation,
+        resolved=admitted.resolved,
+    )
 
 
 def context_with(
@@ -105,11 +110,14 @@ def context_with(
     principal: Principal,
     registry: Registry,
     reservation: Reservation | None,
+    *,
+    resolved: ResolvedModel | None = None,
 ) -> CallContext:
     """The call context of an admitted request: its usage rows settle `reservation`,
-    which the request middleware releases if no provider call used it."""
+    which the request middleware releases if no provider call used it; `resolved` is
+    the model as admission resolved it, so the pipeline does not resolve it again."""
     from spine.api.middleware import RESERVATION_STATE_KEY
-    from spine.usage.recorder import SettlingRecorder
+    from spine.ledger.recorder import SettlingRecorder
 
     recorder = state.recorder
     if reservation is not None:
@@ -121,6 +129,7 @@ def context_with(
         settings=state.settings,
         registry=registry,
         recorder=recorder,
+        resolved=resolved,
     )
 
 

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse, Response
 
 from spine.api.routes.chat import call_headers, stream_headers
 from spine.api.sse import EventStreamResponse
-from spine.chat.service import CallContext
+from spine.pipeline.context import CallContext
 from spine.schemas.openai import ChatCompletionRequest
 from spine.sessions.chat import complete_in_session, open_turn, stream_in_session
 from spine.sessions.service import SessionTurn

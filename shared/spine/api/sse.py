@@ -44,7 +44,7 @@ def error_event(exc: SpineError) -> bytes:
 
 
 class RelayedStream(Protocol):
-    """What the response relays: a `spine.chat.streaming.CompletionStream`, or a
+    """What the response relays: a `spine.pipeline.stream.CompletionStream`, or a
     wrapper of one (a session's stream stores the turn at its end)."""
 
     @property

@@ -28,6 +28,7 @@ from spine.storage.limits import (
     CounterState,
     admit,
     authenticate_and_admit,
+    principal_counter_subject,
     settle,
 )
 
@@ -70,16 +71,16 @@ class Reservation:
         return out
 
 
-def estimate_tokens(body: bytes, max_tokens: int | None) -> int:
-    """Prompt tokens guessed from the body size (about 4 bytes a token in JSON
-    chat bodies) plus the output the client allows; `settle` corrects it."""
-    return math.ceil(len(body) / 4) + max(0, max_tokens or 0)
+def estimate_tokens(body_bytes: int, max_tokens: int | None) -> int:
+    """Prompt tokens guessed from the body's size in bytes (about 4 bytes a token in
+    JSON chat bodies) plus the output the client allows; `settle` corrects it."""
+    return math.ceil(body_bytes / 4) + max(0, max_tokens or 0)
 
 
-def estimate_cost(entry: ModelEntry | None, body: bytes, max_tokens: int | None) -> Decimal:
+def estimate_cost(entry: ModelEntry | None, body_bytes: int, max_tokens: int | None) -> Decimal:
     if entry is None:
         return Decimal(0)
-    prompt = Decimal(math.ceil(len(body) / 4))
+    prompt = Decimal(math.ceil(body_bytes / 4))
     output = Decimal(max(0, max_tokens or 0))
     pricing = entry.pricing
     return (
@@ -98,7 +99,7 @@ def counters_for(
     # A key whose overrides came with it is resolved here (no database read when
     # nothing is limited); one whose overrides are unknown lets spine_admit read them.
     return _counters(
-        f"principal:{principal.subject}",
+        principal_counter_subject(principal.tenant, principal.subject),
         principal.limits,
         settings,
         entry,
@@ -283,9 +284,13 @@ def _refusal(state: CounterState, principal: Principal) -> RateLimitError:
             retry_after=wait,
         )
     headers = _headers_for(state, metric) if metric in ("requests", "tokens") else {}
-    scope = state.request.subject.replace("principal:", "principal ", 1).replace(
-        "model:", "model ", 1
-    )
+    subject = state.request.subject
+    if subject.startswith("model:"):
+        scope = "model " + subject.removeprefix("model:")
+    else:
+        scope = f"principal '{principal.subject}'" + (
+            f" of tenant '{principal.tenant}'" if principal.tenant else ""
+        )
     unit = "requests per minute" if metric == "requests" else "tokens per minute"
     return RateLimitError(
         f"Rate limit reached for {scope} on {unit}: limit {int(state.limit)}, used "

@@ -17,8 +17,10 @@ from typing import Any
 from pydantic import ValidationError
 
 from spine.auth.principal import Principal
-from spine.chat.service import CallContext, CallResult, create_chat_completion
 from spine.errors import InvalidRequestError, NotFoundError
+from spine.pipeline import run
+from spine.pipeline.context import CallContext, CallResult
+from spine.pipeline.kinds import CHAT
 from spine.prompts.templates import PromptContent, declare, redeclare, render, variables_of
 from spine.schemas.openai import ChatCompletion, ChatCompletionRequest
 from spine.schemas.prompts import (
@@ -237,7 +239,7 @@ async def execute_prompt(
         messages=[{"role": "user", "content": rendered.text}],
     )
     run_ctx = replace(ctx, prompt_version_id=str(version.id))
-    response, result = await create_chat_completion(request, run_ctx)
+    response, result = await run.answer(CHAT, request, run_ctx)
     return response, result, rendered
 
 

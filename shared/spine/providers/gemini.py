@@ -110,6 +110,13 @@ class GeminiProvider(ChatProvider):
                 stream = await client.aio.models.generate_content_stream(
                     model=target.model, contents=contents, config=config
                 )
+                # Closed explicitly when this generator is: left to the garbage
+                # collector, the SDK's stream (and its HTTP response) outlived a client
+                # that went away, and the provider went on generating.
+                close_stream = getattr(stream, "aclose", None)
+            except _SDK_FAILURES as exc:
+                raise _map_error(exc) from exc
+            try:
                 async for raw in stream:
                     if (blocked := mapping.prompt_block(raw)) is not None:
                         raise blocked
@@ -135,6 +142,9 @@ class GeminiProvider(ChatProvider):
                         raw_finish = candidate.finish_reason
             except _SDK_FAILURES as exc:
                 raise _map_error(exc) from exc
+            finally:
+                if close_stream is not None:
+                    await close_stream()
             if usage is None:
                 raise upstream_bad_response(_PROVIDER, "the stream ended before any answer")
             reason: FinishReason = mapping.finish_reason(raw_finish, calls > 0)

@@ -1,5 +1,5 @@
 """A chat call that appends to a session: load and trim the history, run the normal
-chat path (`spine.chat.service` / `spine.chat.streaming`: retries, fallbacks, usage
+chat path (`spine.pipeline.run` / `spine.pipeline.stream`: retries, fallbacks, usage
 row), then store the new messages and the reply in one statement.
 
 Database cost on top of the plain chat path: two round trips, the load before the
@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from spine.chat.service import CallContext, CallResult, create_chat_completion
-from spine.chat.streaming import stream_chat_completion
+from spine.pipeline import run
+from spine.pipeline.context import CallContext, CallResult
+from spine.pipeline.kinds import CHAT
 from spine.schemas.openai import AssistantMessage, ChatCompletion, ChatCompletionRequest
 from spine.sessions.service import SessionTurn, build_turn, load_session, store_turn
 from spine.sessions.stream import SessionStream
@@ -38,7 +39,7 @@ async def open_turn(request: ChatCompletionRequest, ctx: CallContext) -> Session
 
 
 async def complete_in_session(turn: SessionTurn, ctx: CallContext) -> SessionReply:
-    completion, result = await create_chat_completion(turn.request, ctx)
+    completion, result = await run.answer(CHAT, turn.request, ctx)
     reply = completion.choices[0].message if completion.choices else AssistantMessage(content="")
     stored = await store_turn(
         turn,
@@ -52,4 +53,4 @@ async def complete_in_session(turn: SessionTurn, ctx: CallContext) -> SessionRep
 
 
 async def stream_in_session(turn: SessionTurn, ctx: CallContext) -> SessionStream:
-    return SessionStream(await stream_chat_completion(turn.request, ctx), turn)
+    return SessionStream(await run.stream(CHAT, turn.request, ctx), turn)

@@ -5,7 +5,7 @@ The system prompt and the new messages are always kept; history is kept by whole
 turns (a user message and every assistant or tool message after it), newest first,
 while the prompt fits in `context_window - output reservation`. The first turn that
 does not fit is dropped with every older one: the model never sees a gap in the
-middle of the conversation. Counts use `spine.usage.tokens` at the upper end of its
+middle of the conversation. Counts use `spine.pipeline.tokens` at the upper end of its
 error bars, so an estimate (non-OpenAI tokenizers) errs on the side of fitting.
 """
 
@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from spine.pipeline.tokens import count_prompt
 from spine.registry.schema import ModelEntry
 from spine.schemas.openai import (
     AssistantMessage,
@@ -22,7 +23,6 @@ from spine.schemas.openai import (
     ChatMessage,
 )
 from spine.storage.sessions import NewMessage
-from spine.usage.tokens import count_prompt
 
 SYSTEM_ROLES = ("system", "developer")
 # Without max_tokens anywhere (request, profile, model defaults) and no

@@ -16,9 +16,10 @@ from typing import Any
 import psycopg
 
 from spine.auth.principal import Principal
-from spine.chat.params import apply_defaults
 from spine.errors import AuthenticationError, InvalidRequestError, NotFoundError
 from spine.observability import get_logger
+from spine.pipeline.params import apply_defaults
+from spine.pipeline.tokens import count_prompt
 from spine.registry.resolve import Registry
 from spine.schemas.openai import AssistantMessage, ChatCompletionRequest, ChatMessage
 from spine.schemas.sessions import SessionCreate, SessionUpdate
@@ -33,7 +34,6 @@ from spine.storage import db
 from spine.storage import sessions as store
 from spine.storage.owner import Owner
 from spine.storage.sessions import LoadedSession, MessageRow, NewMessage, SessionRow
-from spine.usage.tokens import count_prompt
 
 logger = get_logger(__name__)
 

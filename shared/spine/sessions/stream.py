@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator
 from typing import Any
 
-from spine.chat.service import CallResult
-from spine.chat.streaming import Chunk, CompletionStream
 from spine.errors import SpineError
 from spine.observability import get_logger
+from spine.pipeline.context import CallResult
+from spine.pipeline.stream import Chunk, CompletionStream
 from spine.schemas.openai import AssistantMessage
 from spine.sessions.service import SessionTurn, store_turn
 

@@ -1,1 +1,2 @@
-"""Cost of a call, from models.yaml prices and the provider's reported usage."""
+"""The usage API's logic: reports, prices and cost estimates (the rows themselves
+are written by spine.ledger)."""

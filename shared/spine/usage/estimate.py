@@ -3,7 +3,7 @@
 Output tokens cannot be known before the call; the estimate assumes the request's
 output limit (request, then profile, then the model's default `max_tokens`), else
 `DEFAULT_OUTPUT_TOKENS`, and says which. Prompt tokens of llama.cpp models are counted by
-the worker, exactly, when it answers in time (`spine.usage.worker_tokens`).
+the worker, exactly, when it answers in time (`spine.pipeline.worker_tokens`).
 """
 
 from __future__ import annotations
@@ -12,14 +12,14 @@ from decimal import Decimal
 from typing import Any
 
 from spine.errors import InvalidRequestError
+from spine.pipeline.tokens import TokenCount
+from spine.pipeline.worker_tokens import count_prompt_tokens
 from spine.registry.resolve import Registry, ResolvedModel
 from spine.registry.schema import Pricing
 from spine.schemas.openai import ChatMessage
 from spine.schemas.usage import EstimateCostRequest
 from spine.settings import Settings
 from spine.usage.pricing import resolved_price_object
-from spine.usage.tokens import TokenCount
-from spine.usage.worker_tokens import count_prompt_tokens
 
 DEFAULT_OUTPUT_TOKENS = 256
 _PER_MILLION = Decimal(1_000_000)

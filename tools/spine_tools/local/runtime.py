@@ -141,6 +141,24 @@ def _module_name(spec: FunctionSpec) -> str:
     return "_spine_local_fn_" + re.sub(r"\W", "_", f"{spec.logical_id}__{spec.module_name}")
 
 
+# How long a container's loop may go on finishing a request's leftover tasks.
+LEFTOVER_GRACE_SECONDS = 1.0
+
+
+async def _settle(grace: float) -> None:
+    """Run until no other task is left on this loop, for at most `grace` seconds."""
+    deadline = time.monotonic() + grace
+    quiet_rounds = 0
+    while quiet_rounds < 3 and time.monotonic() < deadline:
+        await asyncio.sleep(0)  # lets collected generators schedule their closing
+        pending = asyncio.all_tasks() - {asyncio.current_task()}
+        if not pending:
+            quiet_rounds += 1
+            continue
+        quiet_rounds = 0
+        await asyncio.wait(pending, timeout=max(0.0, deadline - time.monotonic()))
+
+
 def _new_container_loop() -> None:
     # Runs once in each container thread: its own loop for the thread's whole life.
     asyncio.set_event_loop(asyncio.new_event_loop())
@@ -332,9 +350,13 @@ class FunctionRuntime:
         except Exception as exc:
             return self._failed(exc)
         finally:
-            # Let the loop finish what the request left behind (SDK stream generators
-            # are closed by tasks the loop schedules when they are collected).
-            loop.run_until_complete(asyncio.sleep(0.01))
+            # Let the loop finish what the request left behind, as uvicorn's loop,
+            # which keeps running, does behind the web adapter: an SDK's nested stream
+            # generators (google-genai's) are closed by tasks the loop schedules when
+            # they are collected, and closing their HTTP responses takes I/O. Without
+            # this, a stream the client left stayed open upstream until the
+            # container's next request.
+            loop.run_until_complete(_settle(LEFTOVER_GRACE_SECONDS))
         return Succeeded(None)
 
     def abandon(self, invocation: _Invocation) -> None:

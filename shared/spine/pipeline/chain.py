@@ -13,7 +13,7 @@ after a failure depends on its kind:
 - the client's error, returned as is: any other 4xx (bad parameter, 404, ...).
 
 Each model is tried on each of its deployments in the router's order
-(`spine.chat.routing`, by weight) before the next model. Upstream failures also count
+(`spine.pipeline.routing`, by weight) before the next model. Upstream failures also count
 towards the deployment's cooldown (shared in Postgres); cooled-down deployments are
 skipped while another member of the chain is available. Only a chain of more than one
 deployment or model pays for the cooldown read.
@@ -24,13 +24,10 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
+from typing import Any, Generic, TypeVar, cast
 
-from spine.chat.recording import record_call
-from spine.chat.routing import deployment_order
-from spine.chat.targets import ProviderNotConfiguredError, target_for
 from spine.errors import (
     ContextWindowExceededError,
     InvalidRequestError,
@@ -41,18 +38,20 @@ from spine.errors import (
     UpstreamError,
 )
 from spine.observability import emit_metric, get_logger
+from spine.pipeline.context import CallContext
+from spine.pipeline.kinds import EndpointKind
+from spine.pipeline.recording import record_call
+from spine.pipeline.routing import deployment_order
+from spine.pipeline.targets import ProviderNotConfiguredError, target_for
 from spine.providers.base import Target
 from spine.registry.resolve import Registry, ResolvedModel
 from spine.registry.schema import ModelEntry, RetryPolicy
-from spine.schemas.openai import Usage
-
-if TYPE_CHECKING:
-    from spine.chat.service import CallContext
+from spine.schemas.openai import SamplingParams, Usage
 
 logger = get_logger(__name__)
 
 T = TypeVar("T")
-R = TypeVar("R")
+R = TypeVar("R", bound=SamplingParams)
 
 # Upstream failures that retrying the same model will not fix.
 _NOT_RETRIED_CODES = frozenset({"upstream_auth_failed", "upstream_quota_exhausted"})
@@ -164,13 +163,16 @@ def serving_chain(ctx: CallContext, resolved: ResolvedModel) -> list[ResolvedMod
 
 @dataclass
 class _Checks(Generic[R]):
-    """Runs `prepare` along the chain and remembers what it refused.
+    """Prepares the request for each chain member (the kind's `prepare`) and
+    remembers what was refused.
 
     The client's error for the requested model is raised unless another of its
     deployments (another provider) accepts the request; fallbacks never hide it. A
     context-window overflow skips every model with a window no larger."""
 
-    prepare: Callable[[ResolvedModel], R]
+    kind: EndpointKind[R, Any]
+    request: R
+    streaming: bool
     primaries: int
     failures: list[dict[str, Any]]
     rejected: InvalidRequestError | None = None
@@ -188,7 +190,7 @@ class _Checks(Generic[R]):
         if self.overflowed_window is not None and entry.context_window <= self.overflowed_window:
             return False, None, None
         try:
-            effective = self.prepare(model)
+            effective = self.kind.prepare(self.request, model, self.streaming)
         except ContextWindowExceededError as exc:
             self.overflowed(entry.context_window)
             self.failures.append(_failure(entry.id, "-", exc))
@@ -210,98 +212,151 @@ class _Checks(Generic[R]):
             raise self.rejected
 
 
-async def serve(
-    ctx: CallContext,
-    resolved: ResolvedModel,
-    endpoint: str,
-    prepare: Callable[[ResolvedModel], R],
-    call: Callable[[Candidate, R], Awaitable[T]],
-) -> Served[T]:
-    """Run `call` on the chain until one answers. `prepare` applies a model's defaults
-    and checks (raising InvalidRequestError when the model cannot serve it). On
-    failure the request's usage row is written here and the last error raised."""
-    started = time.perf_counter()
-    chain = serving_chain(ctx, resolved)
-    primaries = sum(1 for model in chain if model.entry.id == resolved.entry.id)
-    cooled = await _cooled(chain) if len(chain) > 1 else set()
-    failures: list[dict[str, Any]] = []
-    checks = _Checks(prepare, primaries, failures)
-    last_error: SpineError | None = None
-    last: Candidate | None = None
-    for index, model in enumerate(chain):
-        entry = model.entry
-        callable_, effective, overflow = checks.check(index, model)
-        if not callable_:
-            last_error = overflow or last_error
-            continue
-        deployment = _deployment_name(entry)
-        if (entry.id, deployment) in cooled and _others_available(chain, index, cooled):
-            logger.info("cooled deployment skipped", extra={"model": entry.id, "at": deployment})
-            continue
-        try:
-            target = target_for(entry, ctx.settings)
-        except ProviderNotConfiguredError as exc:
-            last_error = exc
-            failures.append(_failure(entry.id, deployment, exc))
-            continue
-        last = Candidate(model, target)
-        try:
-            value = await _try_model(last, cast(R, effective), call, failures)
-        except SpineError as exc:
-            last_error = exc
-            if isinstance(exc, ContextWindowExceededError):
-                checks.overflowed(entry.context_window)
-            elif not falls_back(exc):
+@dataclass
+class Attempt(Generic[R]):
+    """One try of one chain member: the caller calls the provider with `request` at
+    `candidate.target` and reports a failure with `fail`."""
+
+    candidate: Candidate
+    request: R
+    error: SpineError | None = None
+
+    def fail(self, error: SpineError) -> None:
+        self.error = error
+
+
+class Serving(Generic[R]):
+    """Retries, deployments and fallbacks of one request, as a sequence of attempts:
+
+        serving = Serving(ctx, kind, request, resolved, streaming=False)
+        async with aclosing(serving.attempts()) as attempts:
+            async for attempt in attempts:
+                try:
+                    answer = await call(attempt)
+                except SpineError as exc:
+                    attempt.fail(exc)
+                    continue
                 break
-            emit_metric("Fallbacks", 1, "Count", model=entry.id)
-            continue
-        if failures:
+
+    After a failed attempt the sequence decides what comes next (a retry after its
+    backoff, another deployment, a fallback); when nothing can serve the request it
+    writes the request's usage row and raises the last error. No callback: the caller
+    drives every provider call itself.
+    """
+
+    def __init__(
+        self,
+        ctx: CallContext,
+        kind: EndpointKind[R, Any],
+        request: R,
+        resolved: ResolvedModel,
+        *,
+        streaming: bool,
+    ) -> None:
+        self.ctx = ctx
+        self.kind = kind
+        self.request = request
+        self.resolved = resolved
+        self.streaming = streaming
+        self.failures: list[dict[str, Any]] = []
+        self.started = time.perf_counter()
+
+    def served(self, attempt: Attempt[R], value: T) -> Served[T]:
+        """The answer of the attempt that succeeded, with the failures before it."""
+        if self.failures:
             logger.info(
                 "request served after failures",
-                extra={"model": entry.id, "requested": resolved.entry.id, "failed": failures},
+                extra={
+                    "model": attempt.candidate.resolved.entry.id,
+                    "requested": self.resolved.entry.id,
+                    "failed": self.failures,
+                },
             )
-        return Served(value, last, resolved.entry.id, failures)
-    checks.raise_rejected()
-    if last_error is None:  # every model was skipped: cannot happen for the primary
-        raise InvalidRequestError("No model can serve this request.", param="model")
-    await _record_failure(
-        ctx, resolved, last, endpoint=endpoint, error=last_error, failures=failures, started=started
-    )
-    raise last_error
+        return Served(value, attempt.candidate, self.resolved.entry.id, self.failures)
 
+    async def attempts(self) -> AsyncGenerator[Attempt[R], None]:
+        ctx, resolved, failures = self.ctx, self.resolved, self.failures
+        chain = serving_chain(ctx, resolved)
+        primaries = sum(1 for model in chain if model.entry.id == resolved.entry.id)
+        cooled = await _cooled(chain) if len(chain) > 1 else set()
+        checks = _Checks(self.kind, self.request, self.streaming, primaries, failures)
+        last_error: SpineError | None = None
+        last: Candidate | None = None
+        for index, model in enumerate(chain):
+            entry = model.entry
+            callable_, effective, overflow = checks.check(index, model)
+            if not callable_:
+                last_error = overflow or last_error
+                continue
+            deployment = _deployment_name(entry)
+            if (entry.id, deployment) in cooled and _others_available(chain, index, cooled):
+                logger.info(
+                    "cooled deployment skipped", extra={"model": entry.id, "at": deployment}
+                )
+                continue
+            try:
+                target = target_for(entry, ctx.settings)
+            except ProviderNotConfiguredError as exc:
+                last_error = exc
+                failures.append(_failure(entry.id, deployment, exc))
+                continue
+            last = Candidate(model, target)
+            # This model's tries: retry what may pass on a second try, within the
+            # model's attempts and time budget.
+            tried_since = time.monotonic()
+            tries = 0
+            while True:
+                attempt = Attempt(last, cast(R, effective))
+                yield attempt
+                error = attempt.error
+                if error is None:
+                    return  # the caller has its answer
+                tries += 1
+                delay = await self._after_failure(last, error, tries, tried_since)
+                if delay is None:
+                    break
+                await asyncio.sleep(delay)
+            last_error = error
+            if isinstance(error, ContextWindowExceededError):
+                checks.overflowed(entry.context_window)
+            elif not falls_back(error):
+                break
+            emit_metric("Fallbacks", 1, "Count", model=entry.id)
+        checks.raise_rejected()
+        if last_error is None:  # every model was skipped: cannot happen for the primary
+            raise InvalidRequestError("No model can serve this request.", param="model")
+        await _record_failure(
+            ctx,
+            last,
+            endpoint=self.kind.name,
+            error=last_error,
+            failures=failures,
+            started=self.started,
+        )
+        raise last_error
 
-async def _try_model(
-    candidate: Candidate,
-    effective: R,
-    call: Callable[[Candidate, R], Awaitable[T]],
-    failures: list[dict[str, Any]],
-) -> T:
-    """One model's tries: retry what may pass on a second try, within the model's
-    attempts and time budget. Raises the last failure."""
-    entry, deployment = candidate.resolved.entry, candidate.target.deployment
-    policy = entry.retry
-    started = time.monotonic()
-    attempt = 0
-    while True:
-        try:
-            return await call(candidate, effective)
-        except SpineError as exc:
-            failures.append(_failure(entry.id, deployment, exc))
-            if counts_towards_cooldown(exc):
-                await _note_failure(entry, deployment, exc)
-            attempt += 1
-            if not is_retryable(exc) or attempt >= policy.attempts:
-                raise
-            delay = backoff_delay(exc, attempt - 1, policy)
-            if time.monotonic() - started + delay > policy.budget_seconds:
-                raise
+    async def _after_failure(
+        self, candidate: Candidate, error: SpineError, tries: int, tried_since: float
+    ) -> float | None:
+        """Note a failed try; the seconds to wait before the next try of the same
+        model, or None when it gets no more (not retryable, out of attempts or of its
+        time budget)."""
+        entry, deployment = candidate.resolved.entry, candidate.target.deployment
+        self.failures.append(_failure(entry.id, deployment, error))
+        if counts_towards_cooldown(error):
+            await _note_failure(entry, deployment, error)
+        policy = entry.retry
+        if not is_retryable(error) or tries >= policy.attempts:
+            return None
+        delay = backoff_delay(error, tries - 1, policy)
+        if time.monotonic() - tried_since + delay > policy.budget_seconds:
+            return None
         emit_metric("Retries", 1, "Count", model=entry.id)
-        await asyncio.sleep(delay)
+        return delay
 
 
 async def _record_failure(
     ctx: CallContext,
-    resolved: ResolvedModel,
     last: Candidate | None,
     *,
     endpoint: str,

@@ -14,13 +14,13 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from spine.chat.cache import Answer, CachePlan, store_answer
 from spine.observability import get_logger
+from spine.pipeline.cache import Answer, CachePlan, store_answer
 from spine.providers.convert import ChunkWriter
 from spine.schemas.openai import ChatCompletion, TextCompletion, Usage
 
 if TYPE_CHECKING:
-    from spine.chat.service import CallContext, CallResult
+    from spine.pipeline.context import CallContext, CallResult
 
 logger = get_logger(__name__)
 

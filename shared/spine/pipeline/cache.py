@@ -20,29 +20,25 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from collections.abc import Callable
 from dataclasses import dataclass
-from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
 from spine.auth.principal import Principal
-from spine.errors import ContextWindowExceededError
 from spine.observability import emit_metric, get_logger
+from spine.pipeline.context import CallContext
+from spine.pipeline.recording import record_call
 from spine.providers.base import Target
 from spine.registry.resolve import ResolvedModel
 from spine.registry.schema import ProviderKind
 from spine.schemas.openai import ChatCompletion, SamplingParams, TextCompletion, Usage
-from spine.usage.recorder import UsageEntry
 
 if TYPE_CHECKING:
-    from spine.chat.service import CallContext
     from spine.storage.response_cache import CachedRow
 
 logger = get_logger(__name__)
 
-CacheStatus = Literal["HIT", "MISS"]
 Answer = ChatCompletion | TextCompletion
 
 # Fields that do not change the answer: how it travels (stream, stream_options), the
@@ -120,22 +116,19 @@ def plan_cache(
     ctx: CallContext,
     resolved: ResolvedModel,
     endpoint: str,
-    prepare: Callable[[ResolvedModel], SamplingParams],
+    effective: SamplingParams | None,
     control: CacheControl | None,
 ) -> CachePlan | None:
     """The cache's part in this request; None when it takes none (TTL 0, a
-    non-deterministic request not forced, or `no-store`).
+    non-deterministic request not forced, `no-store`, or a request the requested
+    model cannot take as it is: `effective` None).
 
-    `prepare` applies the requested model's defaults and checks, raising for an
-    invalid request as the call itself would, so a cached answer is never served
-    to a request the model would refuse."""
+    `effective` is the request as the requested model receives it, after its
+    defaults and checks, so a cached answer is never served to a request the model
+    would refuse."""
     control = control or CacheControl()
-    if resolved.cache_ttl <= 0 or not (control.read or control.write):
+    if effective is None or resolved.cache_ttl <= 0 or not (control.read or control.write):
         return None
-    try:
-        effective = prepare(resolved)
-    except ContextWindowExceededError:
-        return None  # only a larger fallback can serve it: not cached
     if not (control.force or is_deterministic(effective)):
         return None
     scope = cache_scope(ctx.principal)
@@ -204,22 +197,16 @@ async def record_hit(
     metadata: dict[str, Any] = hit.usage_metadata()
     if stream:
         metadata["stream"] = True
-    await ctx.recorder.record(
-        UsageEntry(
-            request_id=ctx.request_id,
-            principal=ctx.principal,
-            requested_model=hit.resolved.requested,
-            model_id=hit.resolved.entry.id,
-            provider=hit.target.provider.value,
-            deployment=hit.target.deployment,
-            endpoint=endpoint,
-            usage=hit.usage,
-            cost_usd=Decimal(0),
-            latency_ms=latency_ms,
-            cache_hit=True,
-            prompt_version_id=ctx.prompt_version_id,
-            metadata=metadata,
-        )
+    await record_call(
+        ctx,
+        hit.resolved,
+        hit.target,
+        endpoint,
+        usage=hit.usage,
+        latency_ms=latency_ms,
+        error=None,
+        metadata=metadata,
+        cache_hit=True,
     )
 
 

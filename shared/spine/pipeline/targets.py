@@ -37,7 +37,7 @@ def resolve_api_key(
 
 
 def target_for(entry: ModelEntry, settings: Settings) -> Target:
-    """Where to send a call for `entry`. The router (`spine.chat.routing`) hands
+    """Where to send a call for `entry`. The router (`spine.pipeline.routing`) hands
     over a model served by one deployment (`ModelEntry.served_by`), so the first
     deployment, if any, is the one."""
     deployment = entry.deployments[0] if entry.deployments else None

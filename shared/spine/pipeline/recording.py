@@ -10,18 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from spine.errors import SpineError
+from spine.ledger.cost import cost_usd
+from spine.ledger.recorder import UsageEntry
 from spine.observability import emit_metric, trace_annotations
+from spine.pipeline.context import CallContext
 from spine.providers.base import Target
 from spine.registry.resolve import ResolvedModel
 from spine.schemas.openai import Usage
-from spine.usage.cost import cost_usd
-from spine.usage.recorder import UsageEntry
-
-if TYPE_CHECKING:
-    from spine.chat.service import CallContext
 
 
 async def record_call(
@@ -34,9 +32,11 @@ async def record_call(
     latency_ms: float,
     error: SpineError | None,
     metadata: Mapping[str, Any] | None = None,
+    cache_hit: bool = False,
 ) -> Decimal:
-    """Write the request's usage row and emit its metrics; the cost in USD."""
-    cost = cost_usd(resolved.entry.pricing, usage)
+    """Write the request's usage row and emit its metrics; the cost in USD (none for an
+    answer from the response cache, whose row carries the cached tokens)."""
+    cost = Decimal(0) if cache_hit else cost_usd(resolved.entry.pricing, usage)
     await ctx.recorder.record(
         UsageEntry(
             request_id=ctx.request_id,
@@ -50,11 +50,15 @@ async def record_call(
             cost_usd=cost,
             latency_ms=latency_ms,
             error=error,
+            cache_hit=cache_hit,
             prompt_version_id=ctx.prompt_version_id,
             metadata=dict(metadata or {}),
         )
     )
-    emit_call_metrics(resolved, target, usage=usage, cost=cost, latency_ms=latency_ms, error=error)
+    if not cache_hit:  # no provider was called: its latency and token metrics stay clean
+        emit_call_metrics(
+            resolved, target, usage=usage, cost=cost, latency_ms=latency_ms, error=error
+        )
     return cost
 
 

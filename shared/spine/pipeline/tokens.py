@@ -10,7 +10,7 @@
   tokenizers are not available offline (Claude's is not public at all), so the
   `o200k_base` count is scaled by a per-provider factor and given error bars.
   llama.cpp models are counted exactly by the worker where it answers
-  (`spine.usage.worker_tokens`); this estimate is their fallback.
+  (`spine.pipeline.worker_tokens`); this estimate is their fallback.
 - Without `toktok`: UTF-8 bytes / 4, with wider error bars.
 
 docs/usage.md lists the factors and error bars and where they come from.

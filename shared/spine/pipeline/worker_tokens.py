@@ -4,7 +4,7 @@ The worker renders the messages with the model's own chat template and tokenizes
 with the model's own vocabulary (its llama-server), so the count equals the
 `prompt_tokens` the model will report. When the worker cannot answer within
 `WORKER_TIMEOUT_SECONDS` (down, loading the model, slow, not configured) the caller gets
-the offline estimate of `spine.usage.tokens` instead, and the reason: an estimate must
+the offline estimate of `spine.pipeline.tokens` instead, and the reason: an estimate must
 never wait long or fail because the worker is away.
 """
 
@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING, Any
 
 from spine.errors import SpineError
 from spine.observability import get_logger
+from spine.pipeline.tokens import TokenCount, count_prompt
 from spine.registry.schema import ModelEntry, ProviderKind
 from spine.schemas.openai import ChatMessage, Tool
 from spine.settings import Settings
-from spine.usage.tokens import TokenCount, count_prompt
 
 if TYPE_CHECKING:
     import ssl
@@ -71,7 +71,7 @@ async def worker_count(
     """The worker's count for a llama.cpp model; raises WorkerCountUnavailableError."""
     import httpx  # lazily: only llama.cpp estimates pay for it
 
-    from spine.chat.targets import target_for
+    from spine.pipeline.targets import target_for
 
     try:
         target = target_for(entry, settings)

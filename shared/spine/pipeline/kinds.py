@@ -1,0 +1,140 @@
+"""The endpoints that call a model, each declared once as an `EndpointKind`: how its
+request is prepared and checked for one model, how a provider is called (JSON or a
+stream), and what its usage row and stream estimates read from it. The pipeline
+(`spine.pipeline.run`) runs every kind through the same sequence; a new endpoint
+(embeddings, responses, messages) is a new kind, not a new copy of the sequence.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from spine.errors import InvalidRequestError
+from spine.pipeline.params import apply_defaults, check_chat_request, check_completion_request
+from spine.providers import get_provider
+from spine.providers.base import Target
+from spine.registry.resolve import ResolvedModel
+from spine.registry.schema import Capability
+from spine.schemas.openai import (
+    ChatCompletion,
+    ChatCompletionRequest,
+    CompletionRequest,
+    SamplingParams,
+    TextCompletion,
+)
+
+RequestT = TypeVar("RequestT", bound=SamplingParams)
+AnswerT = TypeVar("AnswerT", ChatCompletion, TextCompletion)
+Chunk = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class EndpointKind(Generic[RequestT, AnswerT]):
+    # The usage row's `endpoint` and part of the response cache's key.
+    name: str
+    answer_type: type[AnswerT]
+    # The request as `model` receives it (its defaults layered in), after every check
+    # that can refuse it before a provider is called; raises InvalidRequestError
+    # (ContextWindowExceededError when only a larger window would do).
+    prepare: Callable[[RequestT, ResolvedModel, bool], RequestT]
+    call: Callable[[Target, RequestT], Awaitable[AnswerT]]
+    open_stream: Callable[[Target, RequestT], AsyncGenerator[Chunk, None]]
+    # UTF-8 bytes of the prompt: a cut stream's usage is estimated from it.
+    prompt_bytes: Callable[[RequestT], int]
+
+    def include_usage(self, request: RequestT) -> bool:
+        """Whether the client asked for the usage chunk of a stream."""
+        return bool(request.stream_options and request.stream_options.include_usage)
+
+
+# --- chat completions ------------------------------------------------------------------
+
+
+def _prepare_chat(
+    request: ChatCompletionRequest, model: ResolvedModel, streaming: bool
+) -> ChatCompletionRequest:
+    effective = apply_defaults(request, model)
+    check_chat_request(effective, model, get_provider(model.entry.provider).supported_params)
+    if streaming:
+        _require_streaming(model)
+    return effective
+
+
+async def _call_chat(target: Target, request: ChatCompletionRequest) -> ChatCompletion:
+    return await get_provider(target.provider).chat(target, request)
+
+
+def _stream_chat(target: Target, request: ChatCompletionRequest) -> AsyncGenerator[Chunk, None]:
+    return get_provider(target.provider).chat_stream(target, request)
+
+
+def _chat_prompt_bytes(request: ChatCompletionRequest) -> int:
+    return sum(len(m.text().encode()) for m in request.messages)
+
+
+CHAT: EndpointKind[ChatCompletionRequest, ChatCompletion] = EndpointKind(
+    name="chat.completions",
+    answer_type=ChatCompletion,
+    prepare=_prepare_chat,
+    call=_call_chat,
+    open_stream=_stream_chat,
+    prompt_bytes=_chat_prompt_bytes,
+)
+
+
+# --- text completions ------------------------------------------------------------------
+
+
+def _prepare_completion(
+    request: CompletionRequest, model: ResolvedModel, streaming: bool
+) -> CompletionRequest:
+    require_completions(model)
+    effective = apply_defaults(request, model)
+    supported = get_provider(model.entry.provider).supported_params
+    check_completion_request(effective, model, supported)
+    if streaming:
+        _require_streaming(model)
+    return effective
+
+
+async def _call_completion(target: Target, request: CompletionRequest) -> TextCompletion:
+    return await get_provider(target.provider).complete(target, request)
+
+
+def _stream_completion(target: Target, request: CompletionRequest) -> AsyncGenerator[Chunk, None]:
+    return get_provider(target.provider).complete_stream(target, request)
+
+
+def _completion_prompt_bytes(request: CompletionRequest) -> int:
+    return len(request.prompt_text().encode())
+
+
+COMPLETIONS: EndpointKind[CompletionRequest, TextCompletion] = EndpointKind(
+    name="completions",
+    answer_type=TextCompletion,
+    prepare=_prepare_completion,
+    call=_call_completion,
+    open_stream=_stream_completion,
+    prompt_bytes=_completion_prompt_bytes,
+)
+
+KINDS: dict[str, EndpointKind[Any, Any]] = {kind.name: kind for kind in (CHAT, COMPLETIONS)}
+
+
+def require_completions(model: ResolvedModel) -> None:
+    entry = model.entry
+    if not (entry.supports(Capability.COMPLETIONS) or entry.supports(Capability.CHAT)):
+        raise InvalidRequestError(
+            f"Model '{model.requested}' does not support completions.", param="model"
+        )
+
+
+def _require_streaming(model: ResolvedModel) -> None:
+    if not model.entry.supports(Capability.STREAMING):
+        raise InvalidRequestError(
+            f"Model '{model.requested}' does not support streaming; send stream=false.",
+            param="stream",
+            code="unsupported_capability",
+        )
