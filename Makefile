@@ -2,6 +2,9 @@
 # Everything installs itself; builds are cached under the user's cache folder.
 
 SHELL := /bin/bash
+# The repository root, wherever make runs (sam build runs function targets in their
+# code folder).
+SPINE_ROOT := $(abspath $(dir $(lastword $(MAKEFILE_LIST))))
 .DEFAULT_GOAL := help
 
 PYTHON ?= python3
@@ -9,12 +12,19 @@ PYTHON ?= python3
 UV ?= $(or $(shell command -v uv 2>/dev/null),$(PYTHON) -m uv)
 CACHE_DIR ?= $(or $(SPINE_CACHE_DIR),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/spine)
 export SPINE_CACHE_DIR := $(CACHE_DIR)
+# AWS SAM CLI for the deploy rehearsal, in its own virtualenv under the cache (its
+# pins would fight the project's); no telemetry.
+SAM_CLI_VERSION ?= 1.170.0
+SAM_CLI_VENV := $(CACHE_DIR)/aws-sam-cli-$(SAM_CLI_VERSION)
+export SPINE_SAM := $(SAM_CLI_VENV)/bin/sam
+export SAM_CLI_TELEMETRY := 0
 
-.PHONY: help dev test install engine lint typecheck format unit bench clean
+.PHONY: help dev test install engine sam-cli rehearsal lint typecheck format unit bench clean
 
 help:
 	@echo "make dev    - install everything, start Postgres, the worker and the API on :3000"
 	@echo "make test   - install everything and run lint, type checks and every test"
+	@echo "make rehearsal - sam validate --lint, sam build (Lambda and host) and the built stack's tests"
 	@echo "make lint | typecheck | format | bench | clean"
 
 # The virtualenv follows uv.lock exactly (--frozen: never re-resolve here).
@@ -33,6 +43,24 @@ engine: install
 	@PYTHON=$(PYTHON) bash gpu_worker/scripts/build_llama_server.sh >/dev/null
 	@PYTHON=$(PYTHON) bash gpu_worker/scripts/fetch_model.sh >/dev/null
 
+# Installed once per version; a half-made virtualenv is replaced, never reused.
+$(SPINE_SAM):
+	rm -rf "$(SAM_CLI_VENV)" "$(SAM_CLI_VENV).partial"
+	@# Relocatable: its scripts find their interpreter relative to themselves.
+	$(UV) venv --quiet --relocatable --python $(PYTHON) "$(SAM_CLI_VENV).partial"
+	$(UV) pip install --quiet --python "$(SAM_CLI_VENV).partial/bin/python" \
+		"aws-sam-cli==$(SAM_CLI_VERSION)"
+	mv "$(SAM_CLI_VENV).partial" "$(SAM_CLI_VENV)"
+	"$(SPINE_SAM)" --version
+
+sam-cli: $(SPINE_SAM)
+
+# The deployed shape, without AWS: the template lints, `sam build` builds it for Lambda
+# (checked file by file) and for this machine (served by the emulator and tested).
+rehearsal: install sam-cli
+	"$(SPINE_SAM)" validate --lint --template template.yaml
+	POWERTOOLS_METRICS_DISABLED=true SPINE_REQUIRE_SAM=1 $(UV) run --frozen pytest tests/deploy
+
 dev: install engine
 	$(UV) run --frozen spine dev
 
@@ -49,8 +77,12 @@ format: install
 	$(UV) run --frozen ruff check --fix .
 
 # SPINE_REQUIRE_ENGINE: the engine tests fail, rather than skip, if the build is missing.
-test: install engine lint typecheck
-	POWERTOOLS_METRICS_DISABLED=true SPINE_REQUIRE_ENGINE=1 $(UV) run --frozen pytest
+# SPINE_REQUIRE_SAM: the deploy rehearsal (tests/deploy) fails, rather than skips,
+# without the SAM CLI.
+test: install engine sam-cli lint typecheck
+	"$(SPINE_SAM)" validate --lint --template template.yaml
+	POWERTOOLS_METRICS_DISABLED=true SPINE_REQUIRE_ENGINE=1 SPINE_REQUIRE_SAM=1 \
+		$(UV) run --frozen pytest
 
 unit: install
 	POWERTOOLS_METRICS_DISABLED=true $(UV) run --frozen pytest tests/unit
@@ -61,5 +93,6 @@ bench: install engine
 clean:
 	rm -rf .venv .pytest_cache .mypy_cache .ruff_cache .aws-sam
 
-# `sam build` builds the shared layer through this target (BuildMethod: makefile).
--include infra/layer.mk
+# `sam build` builds the layer and every function through these targets (BuildMethod:
+# makefile).
+-include $(SPINE_ROOT)/infra/layer.mk

@@ -23,6 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gpu_worker.audit import AuditLog
 from gpu_worker.auth import Authenticator, Principal, resolve_token
+from gpu_worker.cloudwatch import ModelLoad, Publisher
 from gpu_worker.config import WorkerSettings
 from gpu_worker.errors import ModelBusyError, body_of
 from gpu_worker.metrics import WorkerMetrics, relabel_engine_metrics
@@ -178,9 +179,13 @@ def create_app(settings: WorkerSettings, *, token: str | None = None) -> FastAPI
         preload: asyncio.Task[Any] | None = None
         if settings.preload_default:
             preload = asyncio.create_task(_preload(worker))
+        publisher = _metrics_publisher(worker)
+        publishing = asyncio.create_task(publisher.run()) if publisher is not None else None
         try:
             yield
         finally:
+            if publishing is not None:
+                publishing.cancel()
             if preload is not None:
                 preload.cancel()
             logger.info("worker stopping, stopping engines")
@@ -193,6 +198,25 @@ def create_app(settings: WorkerSettings, *, token: str | None = None) -> FastAPI
     app.include_router(_public_routes())
     app.include_router(_protected_routes(), dependencies=[Depends(authenticate)])
     return app
+
+
+def _metrics_publisher(worker: WorkerState) -> Publisher | None:
+    settings = worker.settings
+    if not settings.metrics_namespace:
+        return None
+
+    def sample() -> list[ModelLoad]:
+        return [
+            ModelLoad(m.id, m.scheduler.queued, m.scheduler.active, m.scheduler.slots)
+            for m in worker.manager.models.values()
+        ]
+
+    return Publisher(
+        settings.metrics_namespace,
+        settings.metrics_service,
+        sample,
+        interval=settings.metrics_interval_seconds,
+    )
 
 
 async def _preload(worker: WorkerState) -> None:

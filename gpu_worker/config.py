@@ -75,6 +75,11 @@ class WorkerSettings(BaseModel):
     token_secret: str | None = None  # AWS Secrets Manager name or ARN
     insecure_no_auth: bool = False
     log_level: str = "INFO"
+    # CloudWatch metrics (queue depth, in flight, slots) for autoscaling and the
+    # dashboard; off unless a namespace is set (gpu_worker.cloudwatch).
+    metrics_namespace: str | None = None
+    metrics_service: str = "spine-worker"
+    metrics_interval_seconds: Annotated[float, Field(ge=1)] = 60.0
     # Key tier header value -> priority class, for callers that set a tier, not x-priority.
     tier_priorities: dict[str, str] = Field(
         default_factory=lambda: {

@@ -2,6 +2,8 @@
 
 from spine.api.functions import prompts_app
 from spine.api.handler import make_handler
+from spine.snapstart import enable
 
 app = prompts_app()
 handler = make_handler(app)
+enable(app, handler, calls_models=True)

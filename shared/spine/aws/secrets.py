@@ -58,6 +58,14 @@ def get_secret(name: str, *, key: str | None = None, max_age: int = DEFAULT_MAX_
     return str(value)
 
 
+def forget_cached_secrets() -> None:
+    """Drop every cached secret value and the clients that fetched them, so the next
+    read asks Secrets Manager again (a SnapStart restore: the snapshot may be days
+    old, and its clients' connections are gone)."""
+    _provider_at.cache_clear()
+    client_at.cache_clear()
+
+
 def _provider() -> SecretsProvider:
     return _provider_at(aws_location())
 

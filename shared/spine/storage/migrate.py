@@ -92,6 +92,11 @@ def apply_migrations(url: str, *, connect_timeout: float = 5.0) -> list[Migratio
         conn = psycopg.connect(
             url,
             autocommit=True,
+            # No server-side prepared statements (psycopg prepares a query from its
+            # sixth run, and the history lookup runs once per migration): through a
+            # transaction-mode pooler the next transaction may land on a backend
+            # where the statement does not exist. As in spine.storage.db.connect.
+            prepare_threshold=None,
             connect_timeout=max(2, round(connect_timeout)),
             application_name="spine-migrate",
         )
