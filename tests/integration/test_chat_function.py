@@ -312,7 +312,36 @@ def test_missing_provider_key_is_a_clear_server_error(
     result = chat(gateway, api_key, {"model": "unconfigured", "messages": HELLO})
     assert result.status == 500  # type: ignore[attr-defined]
     assert "SPINE_TEST_MISSING_KEY" in result.error["message"]  # type: ignore[attr-defined]
+    assert result.error["code"] == "provider_not_configured"  # type: ignore[attr-defined]
+    # A configuration error no retry can fix: OpenAI's SDKs are told not to retry it
+    assert result.headers["x-should-retry"] == "false"  # type: ignore[attr-defined]
     assert env.fakes.requests("openai") == []
+
+
+def test_missing_keys_along_a_fallback_chain_name_every_model(env: Env, api_key: str) -> None:
+    # Given a model without its key whose fallback has no key either
+    backup = (
+        "  - id: unconfigured-backup\n"
+        "    provider: anthropic\n"
+        "    model: claude-haiku-4-5\n"
+        "    api_key: {env: SPINE_TEST_MISSING_BACKUP_KEY}\n"
+        "    context_window: 8000\n"
+    )
+    text = env.models_path.read_text().replace(
+        "    api_key: {env: SPINE_TEST_MISSING_KEY}\n",
+        "    api_key: {env: SPINE_TEST_MISSING_KEY}\n    fallbacks: [unconfigured-backup]\n",
+    )
+    env.write_models(text.replace("profiles:\n", backup + "profiles:\n"))
+    gateway = Gateway()
+    try:
+        result = chat(gateway, api_key, {"model": "unconfigured", "messages": HELLO})
+    finally:
+        gateway.close()
+    assert result.status == 500, result.body
+    message = result.error["message"]
+    assert "'unconfigured'" in message
+    assert "SPINE_TEST_MISSING_KEY" in message and "SPINE_TEST_MISSING_BACKUP_KEY" in message
+    assert result.headers["x-should-retry"] == "false"
 
 
 # --- provider errors -----------------------------------------------------------------

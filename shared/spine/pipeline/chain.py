@@ -284,6 +284,7 @@ class Serving(Generic[R]):
         checks = _Checks(self.kind, self.request, self.streaming, primaries, failures)
         last_error: SpineError | None = None
         last: Candidate | None = None
+        unconfigured: list[ProviderNotConfiguredError] = []
         for index, model in enumerate(chain):
             entry = model.entry
             callable_, effective, overflow = checks.check(index, model)
@@ -300,6 +301,7 @@ class Serving(Generic[R]):
                 target = target_for(entry, ctx.settings)
             except ProviderNotConfiguredError as exc:
                 last_error = exc
+                unconfigured.append(exc)
                 failures.append(_failure(entry.id, deployment, exc))
                 continue
             last = Candidate(model, target)
@@ -327,6 +329,8 @@ class Serving(Generic[R]):
         checks.raise_rejected()
         if last_error is None:  # every model was skipped: cannot happen for the primary
             raise InvalidRequestError("No model can serve this request.", param="model")
+        if isinstance(last_error, ProviderNotConfiguredError):
+            last_error = _not_configured(resolved, unconfigured)
         await _record_failure(
             ctx,
             last,
@@ -391,6 +395,20 @@ def _others_available(chain: list[ResolvedModel], index: int, cooled: set[tuple[
         (m.entry.id, _deployment_name(m.entry)) not in cooled
         for i, m in enumerate(chain)
         if i != index
+    )
+
+
+def _not_configured(
+    requested: ResolvedModel, errors: list[ProviderNotConfiguredError]
+) -> ProviderNotConfiguredError:
+    """One error naming the requested model and every member of its chain that could
+    not be called for want of configuration (not only the last fallback's)."""
+    if len(errors) == 1:
+        return errors[0]
+    reasons = "; ".join(error.message for error in errors)
+    return ProviderNotConfiguredError(
+        f"Model '{requested.requested}' cannot be served: neither it nor its fallbacks are "
+        f"configured. {reasons}"
     )
 
 

@@ -12,11 +12,17 @@ from spine.settings import Settings
 
 
 class ProviderNotConfiguredError(SpineError):
-    """The operator has not given Spine what it needs to call this model."""
+    """The operator has not given Spine what it needs to call this model. A server
+    error no retry can fix: `x-should-retry: false` tells OpenAI's SDKs not to retry
+    it (they retry every other 5xx)."""
 
     status_code = 500
     error_type = "server_error"
     default_code = "provider_not_configured"
+
+    def __init__(self, message: str, **kw: object) -> None:
+        super().__init__(message, **kw)  # type: ignore[arg-type]
+        self.headers.setdefault("x-should-retry", "false")
 
 
 def resolve_api_key(
