@@ -298,7 +298,7 @@ class Serving(Generic[R]):
                 )
                 continue
             try:
-                target = target_for(entry, ctx.settings)
+                target = target_for(entry, ctx.settings, ctx.principal)
             except ProviderNotConfiguredError as exc:
                 last_error = exc
                 unconfigured.append(exc)

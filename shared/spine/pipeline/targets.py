@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+from urllib.parse import quote
 
+from spine.auth.principal import Principal
 from spine.aws.secrets import DEFAULT_MAX_AGE_SECONDS, get_secret
 from spine.errors import SpineError
 from spine.providers.base import Target
@@ -42,18 +44,22 @@ def resolve_api_key(
     return get_secret(source.secret, key=source.secret_key, max_age=max_age)
 
 
-def target_for(entry: ModelEntry, settings: Settings) -> Target:
+def target_for(entry: ModelEntry, settings: Settings, caller: Principal | None = None) -> Target:
     """Where to send a call for `entry`. The router (`spine.pipeline.routing`) hands
     over a model served by one deployment (`ModelEntry.served_by`), so the first
-    deployment, if any, is the one."""
+    deployment, if any, is the one. A call to the llama.cpp worker names its
+    `caller`, so the worker's per-user fairness and tier priorities apply to it."""
     deployment = entry.deployments[0] if entry.deployments else None
     base_url = (deployment.base_url if deployment else None) or entry.base_url
     key_source = (deployment.api_key if deployment else None) or entry.api_key
     api_key = resolve_api_key(entry, key_source, max_age=settings.secrets.max_age_seconds)
+    headers: dict[str, str] = {}
     if entry.provider is ProviderKind.LLAMACPP:
         # The worker speaks OpenAI's API; its bearer token is Spine's, not a provider key.
         base_url = base_url or settings.worker.url.rstrip("/") + "/v1"
         api_key = api_key or worker_token(settings) or "no-token"
+        if caller is not None:
+            headers = worker_headers(caller)
     return Target(
         entry=entry,
         provider=entry.provider,
@@ -62,7 +68,16 @@ def target_for(entry: ModelEntry, settings: Settings) -> Target:
         api_key=api_key,
         timeouts=entry.timeouts,
         deployment=deployment.name if deployment else "default",
+        headers=headers,
     )
+
+
+def worker_headers(caller: Principal) -> dict[str, str]:
+    """The worker's fairness headers (docs/worker.md): the user, per tenant, and the
+    tier its priority class comes from."""
+    user = f"{caller.tenant}/{caller.subject}" if caller.tenant else caller.subject
+    # Percent-encoded: header values are latin-1, subjects and tenants need not be.
+    return {"x-user-id": quote(user, safe="/:@._-+"), "x-key-tier": quote(caller.tier)}
 
 
 def worker_token(settings: Settings) -> str | None:

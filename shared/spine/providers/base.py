@@ -8,9 +8,9 @@ provider's official SDK and returns an OpenAI-shaped answer. It raises only
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Mapping
 from contextlib import aclosing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from spine.providers.convert import text_chunk
@@ -36,6 +36,8 @@ class Target:
     api_key: str | None
     timeouts: Timeouts
     deployment: str = "default"
+    # Extra request headers (the worker's fairness headers: who asks, at which tier).
+    headers: Mapping[str, str] = field(default_factory=dict)
 
 
 class ChatProvider(ABC):

@@ -9,7 +9,7 @@ server may receive (llama.cpp samplers go only to llama.cpp-style servers, throu
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from contextlib import aclosing
 from typing import Any, TypeVar
 
@@ -204,7 +204,9 @@ class OpenAIProvider(ChatProvider):
         client = self._client(target)
         try:
             return await within_deadline(
-                self.kind.value, target.timeouts.total, _post(client, path, params, cast_to=cast_to)
+                self.kind.value,
+                target.timeouts.total,
+                _post(client, path, params, cast_to=cast_to, headers=target.headers),
             )
         except (openai.OpenAIError, json.JSONDecodeError) as exc:
             raise self._map_error(exc) from exc
@@ -224,7 +226,7 @@ class OpenAIProvider(ChatProvider):
 
         async def chunks() -> AsyncIterator[dict[str, Any]]:
             try:
-                stream = await _open_stream(client, path, params)
+                stream = await _open_stream(client, path, params, target.headers)
                 async with stream:
                     async for event in stream:
                         yield convert(event)
@@ -417,33 +419,43 @@ _BEARER_AUTH: RequestOptions = {"security": {"bearer_auth": True}}
 
 
 async def _open_stream(
-    client: openai.AsyncOpenAI, path: str, params: dict[str, Any]
+    client: openai.AsyncOpenAI, path: str, params: dict[str, Any], headers: Mapping[str, str]
 ) -> _EventStream:
     """POST a streamed request through the SDK; each event comes back as its dict."""
-    body, options = _body_and_options(params)
+    body, options = _body_and_options(params, headers)
     return await client.post(
         path, body=body, options=options, cast_to=object, stream=True, stream_cls=_EventStream
     )
 
 
 async def _post(
-    client: openai.AsyncOpenAI, path: str, params: dict[str, Any], *, cast_to: type[T]
+    client: openai.AsyncOpenAI,
+    path: str,
+    params: dict[str, Any],
+    *,
+    cast_to: type[T],
+    headers: Mapping[str, str],
 ) -> T:
     """POST a request through the SDK and build its answer model: what `create` does
     without walking the already JSON-ready `params` against the SDK's TypedDicts
     (about 0.5 ms a call, tests/benchmarks/bench_gateway.py --handler-profile)."""
-    body, options = _body_and_options(params)
+    body, options = _body_and_options(params, headers)
     return await client.post(path, body=body, options=options, cast_to=cast_to)
 
 
-def _body_and_options(params: dict[str, Any]) -> tuple[dict[str, Any], RequestOptions]:
+def _body_and_options(
+    params: dict[str, Any], headers: Mapping[str, str]
+) -> tuple[dict[str, Any], RequestOptions]:
     """The JSON body and the SDK request options (its bearer auth; `extra_body` merged
-    into the body as `create` merges it)."""
+    into the body as `create` merges it; the target's own headers)."""
     body = dict(params)
+    options: RequestOptions = dict(_BEARER_AUTH)  # type: ignore[assignment]
     extra_body = body.pop("extra_body", None)
     if extra_body:
-        return body, {**_BEARER_AUTH, "extra_json": extra_body}
-    return body, _BEARER_AUTH
+        options["extra_json"] = extra_body
+    if headers:
+        options["headers"] = dict(headers)
+    return body, options
 
 
 def _objects(value: object) -> list[dict[str, Any]]:
