@@ -48,6 +48,8 @@ _PROVIDERS = "spine.providers"
 # Loaded by the first provider call (the SDKs' HTTP transport on asyncio), not by
 # importing the SDKs; missing ones are skipped.
 HTTP_CLIENT_MODULES = (
+    # OpenAI's tokenizer (native): the context check of OpenAI models counts with it.
+    "toktok",
     "anyio._backends._asyncio",
     "h11",
     "httpcore",

@@ -27,4 +27,6 @@ def stream_headers(result: CallResult) -> dict[str, str]:
         headers["x-spine-fallback-from"] = result.fallback_from
     if result.cache is not None:  # only when the response cache took part
         headers["x-cache"] = result.cache
+    if result.dropped_params:  # fields the answering provider does not take
+        headers["x-spine-dropped-params"] = ",".join(result.dropped_params)
     return headers

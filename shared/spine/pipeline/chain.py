@@ -142,6 +142,7 @@ def fallback_chain(registry: Registry, resolved: ResolvedModel) -> list[Resolved
                 profile_params=resolved.profile_params,
                 system_prompt=resolved.system_prompt,
                 cache_ttl=resolved.cache_ttl,
+                strict=resolved.strict,
             )
             if chain
             else resolved

@@ -58,3 +58,5 @@ class CallResult:
     fallback_from: str | None = None
     # HIT or MISS when the response cache took part in the request, else None.
     cache: CacheStatus | None = None
+    # Request fields left out for the provider that answered (it does not take them).
+    dropped_params: tuple[str, ...] = ()

@@ -55,8 +55,9 @@ class EndpointKind(Generic[RequestT, AnswerT]):
 def _prepare_chat(
     request: ChatCompletionRequest, model: ResolvedModel, streaming: bool
 ) -> ChatCompletionRequest:
-    effective = apply_defaults(request, model)
-    check_chat_request(effective, model, get_provider(model.entry.provider).supported_params)
+    effective = check_chat_request(
+        apply_defaults(request, model), model, get_provider(model.entry.provider)
+    )
     if streaming:
         _require_streaming(model)
     return effective
@@ -91,9 +92,9 @@ def _prepare_completion(
     request: CompletionRequest, model: ResolvedModel, streaming: bool
 ) -> CompletionRequest:
     require_completions(model)
-    effective = apply_defaults(request, model)
-    supported = get_provider(model.entry.provider).supported_params
-    check_completion_request(effective, model, supported)
+    effective = check_completion_request(
+        apply_defaults(request, model), model, get_provider(model.entry.provider)
+    )
     if streaming:
         _require_streaming(model)
     return effective

@@ -12,11 +12,14 @@ from typing import Any, TypeVar
 
 from spine.errors import ContextWindowExceededError, InvalidRequestError
 from spine.pipeline.tokens import TokenCount, count_prompt, encoding_for
+from spine.providers.base import ChatProvider
 from spine.registry.resolve import ResolvedModel
 from spine.registry.schema import Capability
 from spine.schemas.openai import (
     ChatCompletionRequest,
     CompletionRequest,
+    FilePart,
+    InputAudioPart,
     SamplingParams,
 )
 
@@ -48,32 +51,49 @@ def apply_defaults(request: RequestT, resolved: ResolvedModel) -> RequestT:
 
 
 def check_chat_request(
-    request: ChatCompletionRequest, resolved: ResolvedModel, supported: frozenset[str]
-) -> None:
+    request: ChatCompletionRequest, resolved: ResolvedModel, provider: ChatProvider
+) -> ChatCompletionRequest:
+    """The request as `provider` receives it for `resolved`, or the 400 that refuses
+    it: fields the provider does not take are dropped (and named), unless the model
+    or profile is `strict`."""
     entry = resolved.entry
     _require(resolved, Capability.CHAT, "model", "chat completions")
     if request.tools:
         _require(resolved, Capability.TOOLS, "tools", "tools")
+        if not provider.speaks_openai and any(t.type == "custom" for t in request.tools):
+            raise InvalidRequestError(
+                f"Custom tools are not supported by provider '{entry.provider.value}' "
+                f"(model '{resolved.requested}'): send function tools.",
+                param="tools",
+                code="unsupported_capability",
+            )
     if any(m.has_images() for m in request.messages):
         _require(resolved, Capability.VISION, "messages", "image inputs")
+    if any(m.has_parts(InputAudioPart) for m in request.messages):
+        _require(resolved, Capability.AUDIO_INPUT, "messages", "audio inputs")
+    if any(m.has_parts(FilePart) for m in request.messages):
+        _require(resolved, Capability.FILE_INPUT, "messages", "file inputs")
     if request.response_format and request.response_format.type == "json_schema":
         _require(resolved, Capability.JSON_SCHEMA, "response_format", "JSON schema output")
-    _check_supported(request, resolved, supported)
+    request = _fit_to_provider(request, resolved, provider)
     _check_output_limit(request.output_limit(), resolved)
     if encoding_for(entry) is not None:  # counted exactly, offline
         count = count_prompt(entry, messages=request.messages, tools=request.tools)
         _check_context(count, request.output_limit(), entry.context_window, entry.id)
+    return request
 
 
 def check_completion_request(
-    request: CompletionRequest, resolved: ResolvedModel, supported: frozenset[str]
-) -> None:
-    _check_supported(request, resolved, supported)
+    request: CompletionRequest, resolved: ResolvedModel, provider: ChatProvider
+) -> CompletionRequest:
+    """As `check_chat_request`, for a text completion."""
+    request = _fit_to_provider(request, resolved, provider)
     _check_output_limit(request.max_tokens, resolved)
     entry = resolved.entry
     if encoding_for(entry) is not None:
         count = count_prompt(entry, prompt=request.prompt_text())
         _check_context(count, request.max_tokens, entry.context_window, entry.id)
+    return request
 
 
 def _require(resolved: ResolvedModel, capability: Capability, param: str, what: str) -> None:
@@ -85,19 +105,43 @@ def _require(resolved: ResolvedModel, capability: Capability, param: str, what: 
         )
 
 
-def _check_supported(
-    request: SamplingParams, resolved: ResolvedModel, supported: frozenset[str]
-) -> None:
-    for name in sorted(request.model_fields_set - GATEWAY_FIELDS):
-        if getattr(request, name) is None:
-            continue
-        if name not in supported:
+def _fit_to_provider(
+    request: RequestT, resolved: ResolvedModel, provider: ChatProvider
+) -> RequestT:
+    """Drop what the provider does not take: known fields outside its
+    `supported_params`, n > 1 where it gives one choice, and fields Spine does not
+    know (forwarded as they came to a provider that speaks OpenAI's API). A `strict`
+    model or profile refuses them instead, naming the first."""
+    declared = type(request).model_fields
+    unsupported = {
+        name
+        for name in request.model_fields_set - GATEWAY_FIELDS
+        if name in declared
+        and getattr(request, name) is not None
+        and name not in provider.supported_params
+    }
+    if (request.n or 1) > 1 and not provider.speaks_openai:
+        unsupported.add("n")
+    unknown = {k for k, v in (request.model_extra or {}).items() if v is not None}
+    if resolved.strict:
+        if unknown:
+            name = min(unknown)
+            raise InvalidRequestError(
+                f"Unrecognized request argument supplied: {name} (model "
+                f"'{resolved.requested}' is strict).",
+                param=name,
+                code="unknown_parameter",
+            )
+        if unsupported:
+            name = min(unsupported)
             raise InvalidRequestError(
                 f"Unsupported parameter: '{name}' is not supported by provider "
                 f"'{resolved.entry.provider.value}' (model '{resolved.requested}').",
                 param=name,
                 code="unsupported_parameter",
             )
+    dropped = unsupported if provider.speaks_openai else unsupported | unknown
+    return request.without(tuple(sorted(dropped))) if dropped else request
 
 
 def _check_output_limit(limit: int | None, resolved: ResolvedModel) -> None:

@@ -66,10 +66,12 @@ async def answer(
                 attempt.fail(exc)
                 continue
             served = serving.served(attempt, value)
+            dropped = attempt.request.dropped_params
             break
     assert served is not None  # the attempts raise when nothing could serve it
     response = served.value
     result = _result_of(served)
+    result.dropped_params = dropped
     result.usage = response.usage
     result.latency_ms = (time.perf_counter() - started) * 1000
     result.cost = await record_call(
@@ -127,6 +129,7 @@ async def stream(
                 attempt.fail(exc)
                 continue
             served = serving.served(attempt, opened)
+            opened.result.dropped_params = effective.dropped_params
             break
     assert served is not None
     opened = served.value

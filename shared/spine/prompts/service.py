@@ -273,8 +273,18 @@ def _updated_content(previous: PromptContent, body: PromptUpdate) -> PromptConte
 
 def check_parameters(parameters: Mapping[str, Any]) -> None:
     """The parameters must be valid fields of a chat request (400 naming the first
-    bad one), so a bad default fails when it is stored, not when it runs."""
+    bad one), so a bad default fails when it is stored, not when it runs. Unlike a
+    chat request's, a stored prompt's fields must be ones Spine knows: a typo would
+    otherwise sit in every call it makes."""
     _check_parameter_names(parameters)
+    known = ChatCompletionRequest.model_fields
+    for name in parameters:
+        if name not in known:
+            raise InvalidRequestError(
+                f"Unrecognized request argument supplied: {name}",
+                param=f"parameters.{name}",
+                code="unknown_parameter",
+            )
     _chat_request(parameters, model="prompt-check", messages=[{"role": "user", "content": "x"}])
 
 

@@ -30,6 +30,7 @@ from spine.schemas.openai import (
     FunctionCall,
     ImagePart,
     ResponseToolCall,
+    TextPart,
     Usage,
 )
 
@@ -65,9 +66,11 @@ def _blocks(message: ChatMessage) -> list[dict[str, Any]]:
             {"type": "tool_result", "tool_use_id": message.tool_call_id, "content": message.text()}
         ]
     if isinstance(message.content, list):
+        # Audio and file parts are refused before an Anthropic call (params).
         blocks = [
             _image_block(p) if isinstance(p, ImagePart) else {"type": "text", "text": p.text}
             for p in message.content
+            if isinstance(p, ImagePart | TextPart)
         ]
     else:
         blocks = [{"type": "text", "text": message.content}] if message.content else []
@@ -140,6 +143,7 @@ def to_params(target: Target, request: ChatCompletionRequest) -> dict[str, Any]:
                 "input_schema": tool.function.parameters or {"type": "object", "properties": {}},
             }
             for tool in request.tools
+            if tool.function is not None  # custom tools never reach Anthropic (params)
         ]
     if (tool_choice := _tool_choice(request)) is not None and request.tools:
         params["tool_choice"] = tool_choice

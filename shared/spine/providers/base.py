@@ -46,6 +46,9 @@ class ChatProvider(ABC):
 
     kind: ProviderKind
     supported_params: frozenset[str]
+    # Whether the provider speaks OpenAI's API: fields Spine does not know are
+    # forwarded to it as they came (OpenAI adds fields faster than any gateway).
+    speaks_openai: bool = False
 
     def unsupported_params(self, request: ChatCompletionRequest | CompletionRequest) -> list[str]:
         """Fields the request sets (to a value) that this provider would not honour."""

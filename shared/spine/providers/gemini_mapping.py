@@ -40,6 +40,7 @@ from spine.schemas.openai import (
     FunctionCall,
     ImagePart,
     ResponseToolCall,
+    TextPart,
     Usage,
 )
 
@@ -77,9 +78,11 @@ def _image_part(part: ImagePart) -> types.Part:
 def _user_parts(message: ChatMessage) -> list[types.Part]:
     if isinstance(message.content, str):
         return [types.Part(text=message.content)]
+    # Audio and file parts are refused before a Gemini call (spine.pipeline.params).
     return [
         _image_part(p) if isinstance(p, ImagePart) else types.Part(text=p.text)
         for p in message.content or []
+        if isinstance(p, ImagePart | TextPart)
     ]
 
 
@@ -189,6 +192,7 @@ def to_config(
                         parameters_json_schema=tool.function.parameters,
                     )
                     for tool in request.tools
+                    if tool.function is not None  # custom tools never reach Gemini
                 ]
             )
         ]

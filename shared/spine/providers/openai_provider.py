@@ -104,6 +104,8 @@ class OpenAIProvider(ChatProvider):
     """`openai` talks to api.openai.com (or `base_url`); `openai_compatible` and
     `llamacpp` talk to a server at the target's `base_url` and may use its samplers."""
 
+    speaks_openai = True
+
     def __init__(self, kind: ProviderKind = ProviderKind.OPENAI) -> None:
         self.kind = kind
         self.compatible = kind in (ProviderKind.LLAMACPP, ProviderKind.OPENAI_COMPATIBLE)

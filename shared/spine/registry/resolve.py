@@ -18,6 +18,8 @@ class ResolvedModel:
     profile_params: dict[str, Any] = field(default_factory=dict)
     system_prompt: str | None = None
     cache_ttl: int = 0
+    # Refuse fields the provider does not take rather than drop them.
+    strict: bool = False
 
 
 class Registry:
@@ -61,9 +63,12 @@ class Registry:
                 profile_params=profile.params(),
                 system_prompt=profile.system_prompt,
                 cache_ttl=entry.cache_ttl if profile.cache_ttl is None else profile.cache_ttl,
+                strict=entry.strict if profile.strict is None else profile.strict,
             )
         entry = self._entry(target, requested=name)
-        return ResolvedModel(requested=name, entry=entry, cache_ttl=entry.cache_ttl)
+        return ResolvedModel(
+            requested=name, entry=entry, cache_ttl=entry.cache_ttl, strict=entry.strict
+        )
 
     def _entry(self, name: str, *, requested: str) -> ModelEntry:
         model_id = self._model_alias.get(name, name)

@@ -38,6 +38,8 @@ class Capability(StrEnum):
     TOOLS = "tools"
     VISION = "vision"
     EMBEDDINGS = "embeddings"
+    AUDIO_INPUT = "audio_input"  # `input_audio` content parts
+    FILE_INPUT = "file_input"  # `file` content parts
 
 
 class Pricing(_Strict):
@@ -192,6 +194,10 @@ class ModelEntry(_Strict):
     # Send each user to the same deployment while it is healthy (A/B tests compare
     # users, not requests); otherwise every request draws by weight.
     sticky_deployments: bool = False
+    # true: a request field the provider does not take is a 400, as it was before
+    # Spine forwarded unknown fields to OpenAI-speaking providers and dropped them for
+    # the others (naming them in x-spine-dropped-params).
+    strict: bool = False
     engine: EngineConfig | None = None
     owned_by: str | None = None
 
@@ -255,10 +261,12 @@ class Profile(SamplingDefaults):
     description: str | None = None
     system_prompt: str | None = None
     cache_ttl: Annotated[int, Field(ge=0)] | None = None
+    strict: bool | None = None  # the model's `strict` unless set
 
     def params(self) -> dict[str, Any]:
         return self.model_dump(
-            exclude_none=True, exclude={"model", "description", "system_prompt", "cache_ttl"}
+            exclude_none=True,
+            exclude={"model", "description", "system_prompt", "cache_ttl", "strict"},
         )
 
 

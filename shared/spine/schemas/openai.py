@@ -8,12 +8,13 @@ provider adapter must produce, whatever the upstream said.
 from __future__ import annotations
 
 import time
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     StrictBool,
     StrictInt,
     field_validator,
@@ -45,7 +46,35 @@ class ImagePart(_Strict):
     image_url: ImageUrl
 
 
-ContentPart = Annotated[TextPart | ImagePart, Field(discriminator="type")]
+class InputAudio(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    data: str
+    format: str
+
+
+class InputAudioPart(_Strict):
+    type: Literal["input_audio"]
+    input_audio: InputAudio
+
+
+class FileRef(BaseModel):
+    # OpenAI's file part: file_id, or file_data (base64) with filename.
+    model_config = ConfigDict(extra="allow")
+
+    file_id: str | None = None
+    file_data: str | None = None
+    filename: str | None = None
+
+
+class FilePart(_Strict):
+    type: Literal["file"]
+    file: FileRef
+
+
+ContentPart = Annotated[
+    TextPart | ImagePart | InputAudioPart | FilePart, Field(discriminator="type")
+]
 
 
 class FunctionCall(_Strict):
@@ -90,9 +119,10 @@ class ChatMessage(_Strict):
         return "".join(p.text for p in self.content if isinstance(p, TextPart))
 
     def has_images(self) -> bool:
-        return isinstance(self.content, list) and any(
-            isinstance(p, ImagePart) for p in self.content
-        )
+        return self.has_parts(ImagePart)
+
+    def has_parts(self, kind: type[BaseModel]) -> bool:
+        return isinstance(self.content, list) and any(isinstance(p, kind) for p in self.content)
 
 
 class FunctionDefinition(_Strict):
@@ -103,8 +133,20 @@ class FunctionDefinition(_Strict):
 
 
 class Tool(_Strict):
-    type: Literal["function"]
-    function: FunctionDefinition
+    """A tool the model may call: a function, or one of OpenAI's custom tools (free-form
+    input, only OpenAI-speaking providers take them)."""
+
+    type: Literal["function", "custom"]
+    function: FunctionDefinition | None = None
+    custom: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _definition_present(self) -> Tool:
+        if self.type == "function" and self.function is None:
+            raise ValueError("a 'function' tool needs 'function'")
+        if self.type == "custom" and self.custom is None:
+            raise ValueError("a 'custom' tool needs 'custom'")
+        return self
 
 
 class JsonSchemaFormat(_Strict):
@@ -129,9 +171,14 @@ class ResponseFormat(_Strict):
 
 class StreamOptions(_Strict):
     include_usage: StrictBool | None = None
+    include_obfuscation: StrictBool | None = None
 
 
 class SamplingParams(_Strict):
+    # Fields left out for the provider that serves the request (it does not take
+    # them); set by spine.pipeline.params, named in x-spine-dropped-params.
+    _dropped: tuple[str, ...] = PrivateAttr(default=())
+
     """Sampling fields shared by chat and text completions. Numbers and booleans are
     strict, as in OpenAI's API: `"max_tokens": "10"` or `true` is a 400 naming the
     field, never 10 or 1."""
@@ -143,9 +190,9 @@ class SamplingParams(_Strict):
     frequency_penalty: Annotated[float, Field(ge=-2, le=2, strict=True)] | None = None
     seed: StrictInt | None = None
     stop: str | list[str] | None = None
-    n: Annotated[int, Field(ge=1, le=1, strict=True)] | None = (
-        None  # one choice per call, as most providers
-    )
+    # Several choices where the provider gives them (spine.pipeline.params refuses
+    # n > 1 for the others).
+    n: Annotated[int, Field(ge=1, le=128, strict=True)] | None = None
     logit_bias: dict[str, Annotated[float, Field(ge=-100, le=100, strict=True)]] | None = None
     user: str | None = Field(default=None, max_length=256)
     stream: StrictBool | None = None
@@ -166,6 +213,17 @@ class SamplingParams(_Strict):
             raise ValueError("at most 4 stop sequences")
         return value
 
+    @property
+    def dropped_params(self) -> tuple[str, ...]:
+        return self._dropped
+
+    def without(self, names: tuple[str, ...]) -> Self:
+        """This request without the fields `names`, remembering them as dropped."""
+        kept = self.model_dump(exclude_unset=True, exclude=set(names))
+        copy = type(self).model_validate(kept)
+        copy._dropped = names
+        return copy
+
     def stop_list(self) -> list[str] | None:
         if self.stop is None:
             return None
@@ -179,6 +237,11 @@ LLAMACPP_ONLY_PARAMS = frozenset(
 
 
 class ChatCompletionRequest(SamplingParams):
+    # Fields Spine does not know (OpenAI adds them often: service_tier, verbosity,
+    # prompt_cache_key, ...) are kept: forwarded to OpenAI-speaking providers, dropped
+    # for the others and named in x-spine-dropped-params (spine.pipeline.params).
+    model_config = ConfigDict(extra="allow")
+
     model: str = Field(min_length=1, max_length=256)
     messages: list[ChatMessage] = Field(min_length=1)
     max_completion_tokens: Annotated[int, Field(ge=1, strict=True)] | None = None
@@ -190,7 +253,7 @@ class ChatCompletionRequest(SamplingParams):
     top_logprobs: Annotated[int, Field(ge=0, le=20, strict=True)] | None = None
     metadata: dict[str, str] | None = None
     store: StrictBool | None = None
-    reasoning_effort: Literal["minimal", "low", "medium", "high"] | None = None
+    reasoning_effort: Literal["none", "minimal", "low", "medium", "high", "xhigh"] | None = None
     # Spine extension: append this exchange to a stored chat session.
     session_id: str | None = None
 
@@ -199,6 +262,8 @@ class ChatCompletionRequest(SamplingParams):
 
 
 class CompletionRequest(SamplingParams):
+    model_config = ConfigDict(extra="allow")  # as ChatCompletionRequest
+
     model: str = Field(min_length=1, max_length=256)
     prompt: str | list[str] = Field(min_length=1)
     suffix: str | None = None
