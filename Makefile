@@ -10,12 +10,13 @@ UV ?= $(or $(shell command -v uv 2>/dev/null),$(PYTHON) -m uv)
 CACHE_DIR ?= $(or $(SPINE_CACHE_DIR),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/spine)
 export SPINE_CACHE_DIR := $(CACHE_DIR)
 
-.PHONY: help dev test install engine lint typecheck format unit bench clean
+.PHONY: help dev test install engine admin chromium lint typecheck format unit bench bench-admin clean
 
 help:
 	@echo "make dev    - install everything, start Postgres, the worker and the API on :3000"
 	@echo "make test   - install everything and run lint, type checks and every test"
-	@echo "make lint | typecheck | format | bench | clean"
+	@echo "make admin  - build the admin web app (admin/dist), served at /admin/"
+	@echo "make lint | typecheck | format | bench | bench-admin | clean"
 
 # The virtualenv follows uv.lock exactly (--frozen: never re-resolve here).
 .venv/.synced: pyproject.toml uv.lock
@@ -33,7 +34,29 @@ engine: install
 	@PYTHON=$(PYTHON) bash gpu_worker/scripts/build_llama_server.sh >/dev/null
 	@PYTHON=$(PYTHON) bash gpu_worker/scripts/fetch_model.sh >/dev/null
 
-dev: install engine
+# The admin web app: npm ci when the lockfile changed, vite build when a source did.
+ADMIN_SOURCES := $(shell find admin/src -type f 2>/dev/null) admin/index.html \
+	admin/vite.config.ts admin/tsconfig.json
+
+admin/node_modules/.installed: admin/package.json admin/package-lock.json
+	cd admin && npm ci --no-audit --no-fund
+	@touch $@
+
+admin/dist/index.html: admin/node_modules/.installed $(ADMIN_SOURCES)
+	cd admin && npm run build
+	@touch $@
+
+admin: admin/dist/index.html
+
+# The browser tests drive Debian's Chromium (Playwright never downloads a browser).
+CHROMIUM ?= /usr/bin/chromium
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+chromium:
+	@test -x $(CHROMIUM) || { echo "installing Debian's chromium"; \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null; }
+
+dev: install engine admin
 	$(UV) run --frozen spine dev
 
 lint: install
@@ -48,8 +71,10 @@ format: install
 	$(UV) run --frozen ruff check --fix .
 
 # SPINE_REQUIRE_ENGINE: the engine tests fail, rather than skip, if the build is missing.
-test: install engine lint typecheck
-	POWERTOOLS_METRICS_DISABLED=true SPINE_REQUIRE_ENGINE=1 $(UV) run --frozen pytest
+# SPINE_REQUIRE_BROWSER: the browser tests fail, rather than skip, without Chromium.
+test: install engine admin chromium lint typecheck
+	POWERTOOLS_METRICS_DISABLED=true SPINE_REQUIRE_ENGINE=1 SPINE_REQUIRE_BROWSER=1 \
+		SPINE_CHROMIUM=$(CHROMIUM) $(UV) run --frozen pytest
 
 unit: install
 	POWERTOOLS_METRICS_DISABLED=true $(UV) run --frozen pytest tests/unit
@@ -57,8 +82,12 @@ unit: install
 bench: install engine
 	$(UV) run --frozen python tests/benchmarks/bench_gateway.py
 
+# First load of the admin dashboard in headless Chromium (docs/admin.md).
+bench-admin: install engine admin chromium
+	$(UV) run --frozen python tests/benchmarks/bench_admin.py
+
 clean:
-	rm -rf .venv .pytest_cache .mypy_cache .ruff_cache .aws-sam
+	rm -rf .venv .pytest_cache .mypy_cache .ruff_cache .aws-sam admin/node_modules admin/dist
 
 # `sam build` builds the shared layer through this target (BuildMethod: makefile).
 -include infra/layer.mk

@@ -1,0 +1,252 @@
+import { useMemo, useState } from "react";
+
+import { api, ApiError, get, query } from "../api";
+import { Bars, TimeChart } from "../components/Chart";
+import { Empty, ErrorBox, Loading } from "../components/Status";
+import { count, isoDay, percent, usd } from "../format";
+import { useLoad } from "../hooks";
+import type { Me, ModelInfo, Page, UsageReport, WorkerModel } from "../types";
+
+const RANGES = { "7": 7, "30": 30, "90": 90 } as const;
+type RangeKey = keyof typeof RANGES;
+
+interface Ready {
+  status: string;
+  checks: Record<string, { status: string; latency_ms: number; error?: string }>;
+}
+
+export function Dashboard({ me }: { me: Me }) {
+  const [range, setRange] = useState<RangeKey>("30");
+  const start = useMemo(() => {
+    const day = new Date();
+    day.setUTCDate(day.getUTCDate() - RANGES[range] + 1);
+    return isoDay(day);
+  }, [range]);
+  const usage = useLoad(
+    (signal) =>
+      get<UsageReport>(`/v1/usage${query({ start, group_by: "model,day,key", limit: 100 })}`, signal),
+    [start],
+  );
+  const models = useLoad((signal) => get<Page<ModelInfo>>("/v1/models", signal), []);
+
+  return (
+    <section aria-labelledby="dashboard-title">
+      <div className="page-head">
+        <h1 id="dashboard-title">Dashboard</h1>
+        <label className="inline">
+          Range{" "}
+          <select value={range} onChange={(e) => setRange(e.target.value as RangeKey)} aria-label="Range">
+            <option value="7">last 7 days</option>
+            <option value="30">last 30 days</option>
+            <option value="90">last 90 days</option>
+          </select>
+        </label>
+      </div>
+      {usage.loading && !usage.data ? <Loading what="usage" /> : null}
+      {usage.error ? <ErrorBox error={usage.error} retry={usage.reload} /> : null}
+      {usage.data ? <UsageSummary report={usage.data} models={models.data?.data ?? []} /> : null}
+      <Health />
+      {me.admin ? <WorkerModels /> : null}
+    </section>
+  );
+}
+
+function UsageSummary({ report, models }: { report: UsageReport; models: ModelInfo[] }) {
+  const t = report.totals;
+  const days = report.by_day?.data ?? [];
+  const byModel = report.by_model?.data ?? [];
+  const byKey = report.by_key?.data ?? [];
+  const providerOf = new Map(models.map((m) => [m.id, m.provider]));
+  const byProvider = new Map<string, number>();
+  for (const row of byModel) {
+    const provider = providerOf.get(row.model) ?? "other";
+    byProvider.set(provider, (byProvider.get(provider) ?? 0) + row.requests);
+  }
+  const dayLabels = useMemo(() => days.map((d) => d.date), [days]);
+  const requestSeries = useMemo(
+    () => [
+      { label: "requests", values: days.map((d) => d.requests), color: "#1e88e5" },
+      { label: "errors", values: days.map((d) => d.errors), color: "#e53935" },
+    ],
+    [days],
+  );
+  const tokenSeries = useMemo(
+    () => [
+      { label: "prompt", values: days.map((d) => d.prompt_tokens), color: "#8e24aa" },
+      { label: "completion", values: days.map((d) => d.completion_tokens), color: "#43a047" },
+    ],
+    [days],
+  );
+  const costSeries = useMemo(
+    () => [{ label: "cost", values: days.map((d) => d.cost_usd), color: "#fb8c00" }],
+    [days],
+  );
+
+  return (
+    <>
+      <div className="cards" data-testid="totals">
+        <article>
+          <small>Requests</small>
+          <p className="figure" data-testid="total-requests">{count(t.requests)}</p>
+        </article>
+        <article>
+          <small>Errors</small>
+          <p className="figure" data-testid="total-errors">
+            {count(t.errors)} <small>({percent(t.errors, t.requests)})</small>
+          </p>
+        </article>
+        <article>
+          <small>Tokens</small>
+          <p className="figure" data-testid="total-tokens">{count(t.total_tokens)}</p>
+        </article>
+        <article>
+          <small>Cost</small>
+          <p className="figure" data-testid="total-cost">{usd(t.cost_usd)}</p>
+        </article>
+      </div>
+      {t.requests === 0 ? (
+        <Empty>No requests in this range yet. Send one from the Chat page.</Empty>
+      ) : (
+        <>
+          <div className="grid-2">
+            <article>
+              <TimeChart title="Requests and errors per day" days={dayLabels} series={requestSeries} />
+            </article>
+            <article>
+              <TimeChart title="Tokens per day" days={dayLabels} series={tokenSeries} format={count} />
+            </article>
+            <article>
+              <TimeChart title="Cost per day (USD)" days={dayLabels} series={costSeries} format={(v) => `$${v.toFixed(4)}`} />
+            </article>
+            <article>
+              <h2 className="h6">Requests by provider</h2>
+              <Bars rows={[...byProvider].map(([label, value]) => ({ label, value }))} format={count} />
+            </article>
+            <article>
+              <h2 className="h6">Cost by model</h2>
+              <Bars rows={byModel.map((r) => ({ label: r.model, value: r.cost_usd }))} format={usd} />
+            </article>
+            <article>
+              <h2 className="h6">Requests by key</h2>
+              <Bars
+                rows={byKey.map((r) => ({ label: r.api_key_id ? r.api_key_id.slice(0, 8) : "JWT", value: r.requests }))}
+                format={count}
+              />
+            </article>
+          </div>
+        </>
+      )}
+    </>
+  );
+}
+
+function Health() {
+  const ready = useLoad(async (signal) => {
+    try {
+      return await get<Ready>("/ready", signal);
+    } catch (err) {
+      // /ready answers 503 with the same body when a dependency is down.
+      if (err instanceof ApiError && err.status === 503) return { status: "unavailable", checks: {} } as Ready;
+      throw err;
+    }
+  }, []);
+  return (
+    <article aria-labelledby="health-title">
+      <h2 id="health-title" className="h5">
+        Health
+      </h2>
+      {ready.loading ? <Loading what="health" /> : null}
+      {ready.error ? <ErrorBox error={ready.error} retry={ready.reload} /> : null}
+      {ready.data ? (
+        <ul className="health" data-testid="health">
+          <li>
+            gateway: <mark className={ready.data.status === "ready" ? "ok" : "bad"}>{ready.data.status}</mark>
+          </li>
+          {Object.entries(ready.data.checks).map(([name, check]) => (
+            <li key={name}>
+              {name}: <mark className={check.status === "ok" ? "ok" : "bad"}>{check.status}</mark>{" "}
+              <small>{check.latency_ms} ms</small>
+            </li>
+          ))}
+        </ul>
+      ) : null}
+    </article>
+  );
+}
+
+function WorkerModels() {
+  const list = useLoad((signal) => get<Page<WorkerModel>>("/v1/admin/worker/models", signal), []);
+  const [busy, setBusy] = useState<string | null>(null);
+  const [failure, setFailure] = useState<Error | null>(null);
+
+  async function act(action: "load" | "unload" | "reload", model: string) {
+    setBusy(`${action}:${model}`);
+    setFailure(null);
+    try {
+      await api("POST", `/v1/admin/worker/models/${action}`, { model });
+    } catch (err) {
+      setFailure(err instanceof Error ? err : new Error(String(err)));
+    } finally {
+      setBusy(null);
+      list.reload();
+    }
+  }
+
+  return (
+    <article aria-labelledby="worker-title" data-testid="worker-models">
+      <h2 id="worker-title" className="h5">
+        Local models (llama.cpp worker)
+      </h2>
+      {list.loading && !list.data ? <Loading what="the worker's models" /> : null}
+      {list.error ? <ErrorBox error={list.error} retry={list.reload} /> : null}
+      {failure ? <ErrorBox error={failure} /> : null}
+      {list.data && list.data.data.length === 0 ? <Empty>The worker serves no model.</Empty> : null}
+      {list.data && list.data.data.length > 0 ? (
+        <div className="overflow-auto">
+          <table>
+            <thead>
+              <tr>
+                <th scope="col">Model</th>
+                <th scope="col">State</th>
+                <th scope="col">In flight / queued</th>
+                <th scope="col">Memory</th>
+                <th scope="col">Actions</th>
+              </tr>
+            </thead>
+            <tbody>
+              {list.data.data.map((m) => (
+                <tr key={m.id} data-testid={`worker-model-${m.id}`}>
+                  <td>{m.id}</td>
+                  <td>
+                    <mark className={m.state === "ready" ? "ok" : "neutral"} data-testid="state">
+                      {m.state}
+                    </mark>
+                    {m.last_error ? <small className="error-text"> {m.last_error}</small> : null}
+                  </td>
+                  <td>
+                    {m.in_flight} / {m.queued}
+                  </td>
+                  <td>{m.memory_bytes ? `${(m.memory_bytes / 2 ** 20).toFixed(0)} MiB` : "—"}</td>
+                  <td className="actions">
+                    {(["load", "unload", "reload"] as const).map((action) => (
+                      <button
+                        key={action}
+                        type="button"
+                        className="small secondary"
+                        aria-busy={busy === `${action}:${m.id}`}
+                        disabled={busy !== null}
+                        onClick={() => void act(action, m.id)}
+                      >
+                        {action[0].toUpperCase() + action.slice(1)}
+                      </button>
+                    ))}
+                  </td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </div>
+      ) : null}
+    </article>
+  );
+}
