@@ -74,7 +74,9 @@ export function App() {
       .finally(() => setChecking(false));
   }, []);
 
-  useEffect(() => setMenuOpen(false), [route]);
+  useEffect(() => {
+    setMenuOpen(false);
+  }, [route]);
 
   if (checking) return <main className="container"><Loading what="your session" /></main>;
   if (!me) return <Login onLogin={setMe} />;

@@ -58,7 +58,11 @@ export default function Chat(_: { me: Me }) {
   useEffect(() => {
     if (!model && chatModels.length > 0) setModel(chatModels[0].id);
   }, [chatModels, model]);
-  useEffect(() => bottom.current?.scrollIntoView({ block: "end" }), [turns]);
+  useEffect(() => {
+    // Braces: newer browsers return a promise from scrollIntoView, which React
+    // would take for a cleanup function.
+    void bottom.current?.scrollIntoView({ block: "end" });
+  }, [turns]);
   useEffect(() => () => controller.current?.abort(), []);
 
   async function open(session: ChatSession) {
