@@ -5,7 +5,7 @@ import { Bars, TimeChart } from "../components/Chart";
 import { Empty, ErrorBox, Loading } from "../components/Status";
 import { count, isoDay, percent, usd } from "../format";
 import { useLoad } from "../hooks";
-import type { Me, ModelInfo, Page, UsageReport, WorkerModel } from "../types";
+import type { Me, ModelInfo, Page, UsageNumbers, UsageReport, WorkerModel } from "../types";
 
 const RANGES = { "7": 7, "30": 30, "90": 90 } as const;
 type RangeKey = keyof typeof RANGES;
@@ -44,16 +44,44 @@ export function Dashboard({ me }: { me: Me }) {
       </div>
       {usage.loading && !usage.data ? <Loading what="usage" /> : null}
       {usage.error ? <ErrorBox error={usage.error} retry={usage.reload} /> : null}
-      {usage.data ? <UsageSummary report={usage.data} models={models.data?.data ?? []} /> : null}
+      {usage.data ? <UsageSummary report={usage.data} start={start} models={models.data?.data ?? []} /> : null}
       <Health />
       {me.admin ? <WorkerModels /> : null}
     </section>
   );
 }
 
-function UsageSummary({ report, models }: { report: UsageReport; models: ModelInfo[] }) {
+type DayRow = UsageNumbers & { date: string };
+
+const ZERO: UsageNumbers = {
+  requests: 0,
+  errors: 0,
+  prompt_tokens: 0,
+  completion_tokens: 0,
+  total_tokens: 0,
+  cached_tokens: 0,
+  reasoning_tokens: 0,
+  cost_usd: 0,
+};
+
+// The report lists only days with traffic; the charts show every day of the range.
+function everyDay(start: string, rows: DayRow[]): DayRow[] {
+  const known = new Map(rows.map((r) => [r.date, r]));
+  const result: DayRow[] = [];
+  const today = isoDay(new Date());
+  for (let day = new Date(`${start}T00:00:00Z`); isoDay(day) <= today; day.setUTCDate(day.getUTCDate() + 1)) {
+    const date = isoDay(day);
+    result.push(known.get(date) ?? { ...ZERO, date });
+  }
+  return result;
+}
+
+const smallUsd = (value: number): string =>
+  value === 0 ? "$0" : value >= 0.01 ? `$${value.toFixed(2)}` : `$${value.toPrecision(2)}`;
+
+function UsageSummary({ report, start, models }: { report: UsageReport; start: string; models: ModelInfo[] }) {
   const t = report.totals;
-  const days = report.by_day?.data ?? [];
+  const days = useMemo(() => everyDay(start, report.by_day?.data ?? []), [start, report]);
   const byModel = report.by_model?.data ?? [];
   const byKey = report.by_key?.data ?? [];
   const providerOf = new Map(models.map((m) => [m.id, m.provider]));
@@ -116,7 +144,7 @@ function UsageSummary({ report, models }: { report: UsageReport; models: ModelIn
               <TimeChart title="Tokens per day" days={dayLabels} series={tokenSeries} format={count} />
             </article>
             <article>
-              <TimeChart title="Cost per day (USD)" days={dayLabels} series={costSeries} format={(v) => `$${v.toFixed(4)}`} />
+              <TimeChart title="Cost per day (USD)" days={dayLabels} series={costSeries} format={smallUsd} />
             </article>
             <article>
               <h2 className="h6">Requests by provider</h2>
