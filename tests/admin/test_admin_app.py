@@ -36,6 +36,7 @@ def test_pages_carry_a_strict_content_security_policy(stack: Stack) -> None:
     script = httpx.get(stack.url + assets[0])
     assert script.headers["content-type"].startswith("text/javascript")
     assert "immutable" in script.headers["cache-control"]
+    assert script.headers["content-encoding"] == "gzip"
     # A path outside the build is never served.
     assert httpx.get(stack.url + "/admin/assets/..%2f..%2fpackage.json").status_code == 404
     assert httpx.get(stack.url + "/admin", follow_redirects=False).status_code == 308
