@@ -33,7 +33,7 @@ export function TimeChart({
       height: 200,
       title,
       scales: { x: { time: true } },
-      axes: [{}, { values: (_u, ticks) => ticks.map((t) => (format ? format(t) : String(t))) , size: 70 }],
+      axes: [{}, { values: (_u, ticks) => ticks.map((t) => (format ? format(t) : String(t))) , size: 84 }],
       series: [
         {},
         ...series.map((s) => ({

@@ -42,6 +42,7 @@ export function Login({ onLogin }: { onLogin: (me: Me) => void }) {
             name="credential"
             type="password"
             autoComplete="off"
+            autoFocus
             required
             value={credential}
             onChange={(e) => setCredential(e.target.value)}
