@@ -8,8 +8,10 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 
+from tests.fakes import Fail
 from tests.integration.conftest import Env
 from tests.integration.gateway import Gateway
 from tests.worker.conftest import TOKEN, WorkerProcess, llama_server, model_file
@@ -22,6 +24,8 @@ ADMIN_ROUTES = [
     ("POST", "/v1/admin/worker/models/unload", {"model": "smollm2-135m"}),
     ("POST", "/v1/admin/worker/models/reload", {"model": "smollm2-135m"}),
     ("POST", "/v1/admin/models/check", {"content": "version: 1\nmodels: []\n"}),
+    ("GET", "/v1/admin/latency", None),
+    ("GET", "/v1/admin/deployments", None),
 ]
 
 
@@ -235,3 +239,89 @@ def test_models_check_reports_broken_yaml_and_refuses_a_bad_body(
     not_text = gateway.request("POST", "/v1/admin/models/check", json_body={"content": 3}, key=key)
     assert not_text.status == 400
     assert not_text.error["param"] == "content"
+
+
+def chat(gateway: Gateway, key: str, model: str = "gpt-test") -> int:
+    result = gateway.request(
+        "POST",
+        "/v1/chat/completions",
+        json_body={"model": model, "messages": [{"role": "user", "content": "hi"}]},
+        key=key,
+    )
+    return result.status
+
+
+def test_latency_percentiles_and_error_rates_by_provider_and_model(
+    gateway: Gateway, env: Env
+) -> None:
+    # Given two answered calls and one the provider refused, from two keys
+    admin = env.create_key("ops", principal="ops", scopes=["admin"])
+    user = env.create_key("app", principal="app")
+    assert chat(gateway, admin) == 200
+    assert chat(gateway, user, "gemini-test") == 200
+    env.fakes.script("openai", Fail(400, message="bad request upstream"))
+    assert chat(gateway, user) == 400
+    # When the admin reads the latency report
+    result = gateway.request("GET", "/v1/admin/latency", key=admin)
+    assert result.status == 200, result.body
+    body = result.json()
+    # Then it covers every principal's calls, by provider, by model and overall
+    assert body["totals"]["requests"] == 3
+    assert body["totals"]["errors"] == 1
+    providers = {row["provider"]: row for row in body["by_provider"]}
+    assert providers["openai"]["requests"] == 2
+    assert providers["openai"]["error_rate"] == 0.5
+    assert providers["gemini"]["errors"] == 0
+    models = {row["model"]: row for row in body["by_model"]}
+    assert set(models) == {"gpt-test", "gemini-test"}
+    rows = env.usage_rows()
+    latencies = sorted(float(r["latency_ms"]) for r in rows if r["provider"] == "gemini")  # type: ignore[arg-type]
+    assert models["gemini-test"]["p50_ms"] == pytest.approx(latencies[0], abs=0.1)
+    for row in body["by_model"]:
+        assert row["p50_ms"] <= row["p90_ms"] <= row["p99_ms"]
+
+
+def test_latency_range_is_checked(gateway: Gateway, env: Env) -> None:
+    admin = env.create_key("ops", principal="ops", scopes=["admin"])
+    empty = gateway.request(
+        "GET", "/v1/admin/latency", key=admin, query="start=2020-01-01&end=2020-02-01"
+    )
+    assert empty.status == 200
+    assert empty.json()["totals"] == {
+        "requests": 0, "errors": 0, "error_rate": 0.0,
+        "p50_ms": None, "p90_ms": None, "p99_ms": None,
+    }  # fmt: skip
+    backwards = gateway.request(
+        "GET", "/v1/admin/latency", key=admin, query="start=2020-02-01&end=2020-01-01"
+    )
+    assert backwards.status == 400 and backwards.error["param"] == "end"
+    too_long = gateway.request(
+        "GET", "/v1/admin/latency", key=admin, query="start=2020-01-01&end=2022-01-01"
+    )
+    assert too_long.status == 400 and too_long.error["param"] == "start"
+    unknown = gateway.request("GET", "/v1/admin/latency", key=admin, query="model=x")
+    assert unknown.status == 400 and unknown.error["param"] == "model"
+    garbled = gateway.request("GET", "/v1/admin/latency", key=admin, query="start=yesterday")
+    assert garbled.status == 400 and garbled.error["param"] == "start"
+
+
+def test_deployments_with_their_cooldowns(gateway: Gateway, env: Env) -> None:
+    admin = env.create_key("ops", principal="ops", scopes=["admin"])
+    # Given one deployment cooling down and one whose failures did not reach the threshold
+    with psycopg.connect(env.db_url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO deployment_cooldowns (model_id, deployment, failures, cooled_until,"
+            " last_error) VALUES ('gpt-test', 'default', 3, now() + interval '1 minute',"
+            " 'upstream_error'), ('gemini-test', 'default', 1, NULL, 'upstream_timeout')"
+        )
+    result = gateway.request("GET", "/v1/admin/deployments", key=admin)
+    assert result.status == 200, result.body
+    by_model = {m["model"]: m for m in result.json()["data"]}
+    gpt = by_model["gpt-test"]["deployments"]
+    assert [d["name"] for d in gpt] == ["default"]
+    assert gpt[0]["cooldown"]["cooling"] is True
+    assert gpt[0]["cooldown"]["failures"] == 3
+    gemini = by_model["gemini-test"]["deployments"][0]
+    assert gemini["cooldown"]["cooling"] is False
+    assert gemini["cooldown"]["last_error"] == "upstream_timeout"
+    assert by_model["claude-test"]["deployments"][0]["cooldown"] is None

@@ -5,20 +5,27 @@
 - `GET /v1/admin/worker/models`, `POST /v1/admin/worker/models/{load|unload|reload}`:
   the llama.cpp worker's model lifecycle, admin only, audited.
 - `POST /v1/admin/models/check`: validate a pasted models.yaml, admin only.
+- `GET /v1/admin/latency`: latency percentiles and error rates by provider and model,
+  admin only (the ledger of every principal).
+- `GET /v1/admin/deployments`: each model's deployments and their cooldowns, admin only.
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from spine.admin.models_check import check_models_text
+from spine.admin.operations import deployments_report, latency_report, time_range
 from spine.admin.worker_lifecycle import LifecycleAction, change, list_models
 from spine.api.body import parse_body
-from spine.api.deps import AdminDep, PrincipalDep, StateDep
+from spine.api.deps import AdminDep, PrincipalDep, RegistryDep, StateDep
+from spine.api.query import parse_query
 from spine.errors import AuthenticationError, NotFoundError
+from spine.schemas.usage import parse_instant
 
 router = APIRouter()
 
@@ -34,6 +41,18 @@ class ModelsCheckRequest(BaseModel):
 
     # The body limit ([service] max_body_bytes) bounds it first.
     content: str
+
+
+class RangeQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    start: datetime | None = None
+    end: datetime | None = None
+
+    @field_validator("start", "end", mode="before")
+    @classmethod
+    def _instant(cls, value: object) -> object:
+        return parse_instant(value) if isinstance(value, str) else value
 
 
 @router.get("/v1/me")
@@ -84,3 +103,15 @@ async def models_check(request: Request, principal: AdminDep) -> dict[str, Any]:
             for p in result.problems
         ],
     }
+
+
+@router.get("/v1/admin/latency")
+async def latency(request: Request, principal: AdminDep) -> dict[str, Any]:
+    query = parse_query(request, RangeQuery)
+    start, end = time_range(query.start, query.end, now=datetime.now(UTC))
+    return await latency_report(start, end)
+
+
+@router.get("/v1/admin/deployments")
+async def deployments(principal: AdminDep, registry: RegistryDep) -> dict[str, Any]:
+    return await deployments_report(registry)
