@@ -142,3 +142,36 @@ export interface Prompt {
   created_at: number;
   updated_at: number;
 }
+
+export interface LatencyFigures {
+  requests: number;
+  errors: number;
+  error_rate: number;
+  p50_ms: number | null;
+  p90_ms: number | null;
+  p99_ms: number | null;
+}
+
+export interface LatencyReport {
+  object: "latency.report";
+  totals: LatencyFigures;
+  by_provider: (LatencyFigures & { provider: string })[];
+  by_model: (LatencyFigures & { model: string })[];
+}
+
+export interface ModelDeployments {
+  model: string;
+  provider: string;
+  deployments: {
+    name: string;
+    provider: string;
+    model: string;
+    weight: number;
+    cooldown: {
+      cooling: boolean;
+      failures: number;
+      cooled_until: number | null;
+      last_error: string | null;
+    } | null;
+  }[];
+}

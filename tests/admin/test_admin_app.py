@@ -275,6 +275,9 @@ def test_dashboard_totals_equal_the_usage_api(page: Any, stack: Stack) -> None:
     assert shown["tokens"] == str(totals["total_tokens"])
     assert float(shown["cost"]) == pytest.approx(totals["cost_usd"], abs=1e-6)
     expect(page.get_by_test_id("health")).to_contain_text("database: ok")
+    # And the admin sees latency percentiles by provider and model
+    expect(page.get_by_test_id("latency")).to_contain_text("provider: openai")
+    expect(page.get_by_test_id("latency")).to_contain_text("model: gpt-test")
 
 
 def test_non_admin_sees_no_admin_pages_and_the_api_refuses_them(page: Any, stack: Stack) -> None:
@@ -283,18 +286,22 @@ def test_non_admin_sees_no_admin_pages_and_the_api_refuses_them(page: Any, stack
     expect(nav.get_by_role("link", name="Dashboard")).to_be_visible()
     expect(nav.get_by_role("link", name="Keys")).to_have_count(0)
     expect(page.get_by_test_id("worker-models")).to_have_count(0)
+    expect(page.get_by_test_id("latency")).to_have_count(0)
     # Typing the URL of an admin page shows a refusal, not the page
     page.goto(stack.app + "#/keys")
     expect(page.get_by_test_id("not-allowed")).to_be_visible()
     page.goto(stack.app + "#/models")
     expect(page.get_by_test_id("models")).to_be_visible()
     expect(page.get_by_test_id("models-check")).to_have_count(0)
+    expect(page.get_by_test_id("deployments")).to_have_count(0)
     # And the API refuses every admin route for this key
     for method, path, body in (
         ("GET", "/v1/keys", None),
         ("GET", "/v1/admin/worker/models", None),
         ("POST", "/v1/admin/worker/models/unload", {"model": "smollm2-135m"}),
         ("POST", "/v1/admin/models/check", {"content": "version: 1"}),
+        ("GET", "/v1/admin/latency", None),
+        ("GET", "/v1/admin/deployments", None),
     ):
         refused = stack.api(method, path, stack.user_key, body)
         assert refused.status_code == 403, (path, refused.text)
@@ -327,6 +334,7 @@ def test_models_page_lists_the_registry_and_checks_a_pasted_file(page: Any, stac
     page.get_by_role("link", name="Models").click()
     expect(page.get_by_test_id("models")).to_contain_text("smollm2-135m")
     expect(page.get_by_test_id("models")).to_contain_text("gpt-test")
+    expect(page.get_by_test_id("deployments")).to_contain_text("smollm2-135m")
     page.get_by_label("models.yaml content").fill(
         "version: 1\nmodels:\n  - id: a\n    provider: openai\n    model: m\n"
         "    pricing: {input: -1, output: 1}\n"

@@ -5,7 +5,16 @@ import { Bars, TimeChart } from "../components/Chart";
 import { Empty, ErrorBox, Loading } from "../components/Status";
 import { count, isoDay, percent, usd } from "../format";
 import { useLoad } from "../hooks";
-import type { Me, ModelInfo, Page, UsageNumbers, UsageReport, WorkerModel } from "../types";
+import type {
+  LatencyFigures,
+  LatencyReport,
+  Me,
+  ModelInfo,
+  Page,
+  UsageNumbers,
+  UsageReport,
+  WorkerModel,
+} from "../types";
 
 const RANGES = { "7": 7, "30": 30, "90": 90 } as const;
 type RangeKey = keyof typeof RANGES;
@@ -45,6 +54,7 @@ export function Dashboard({ me }: { me: Me }) {
       {usage.loading && !usage.data ? <Loading what="usage" /> : null}
       {usage.error ? <ErrorBox error={usage.error} retry={usage.reload} /> : null}
       {usage.data ? <UsageSummary report={usage.data} start={start} models={models.data?.data ?? []} /> : null}
+      {me.admin ? <Latency start={start} /> : null}
       <Health />
       {me.admin ? <WorkerModels /> : null}
     </section>
@@ -269,6 +279,57 @@ function WorkerModels() {
                       </button>
                     ))}
                   </td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </div>
+      ) : null}
+    </article>
+  );
+}
+
+const ms = (value: number | null): string => (value === null ? "—" : `${Math.round(value)} ms`);
+
+function Latency({ start }: { start: string }) {
+  // Admin only: the ledger of every principal, by provider and by model.
+  const report = useLoad((signal) => get<LatencyReport>(`/v1/admin/latency${query({ start })}`, signal), [start]);
+  const rows: (LatencyFigures & { name: string })[] = report.data
+    ? [
+        ...report.data.by_provider.map((r) => ({ ...r, name: `provider: ${r.provider}` })),
+        ...report.data.by_model.map((r) => ({ ...r, name: `model: ${r.model}` })),
+      ]
+    : [];
+  return (
+    <article aria-labelledby="latency-title" data-testid="latency">
+      <h2 id="latency-title" className="h5">
+        Latency and errors (all callers)
+      </h2>
+      {report.loading && !report.data ? <Loading what="latency" /> : null}
+      {report.error ? <ErrorBox error={report.error} retry={report.reload} /> : null}
+      {report.data && report.data.totals.requests === 0 ? <Empty>No calls in this range.</Empty> : null}
+      {report.data && report.data.totals.requests > 0 ? (
+        <div className="overflow-auto">
+          <table className="striped">
+            <thead>
+              <tr>
+                <th scope="col">Group</th>
+                <th scope="col">Requests</th>
+                <th scope="col">Error rate</th>
+                <th scope="col">p50</th>
+                <th scope="col">p90</th>
+                <th scope="col">p99</th>
+              </tr>
+            </thead>
+            <tbody>
+              {[{ ...report.data.totals, name: "all" }, ...rows].map((r) => (
+                <tr key={r.name}>
+                  <td>{r.name}</td>
+                  <td>{count(r.requests)}</td>
+                  <td>{percent(r.errors, r.requests)}</td>
+                  <td>{ms(r.p50_ms)}</td>
+                  <td>{ms(r.p90_ms)}</td>
+                  <td>{ms(r.p99_ms)}</td>
                 </tr>
               ))}
             </tbody>

@@ -4,7 +4,8 @@ import { api, get } from "../api";
 import { Empty, ErrorBox, Loading } from "../components/Status";
 import { count } from "../format";
 import { useLoad } from "../hooks";
-import type { Me, ModelInfo, Page } from "../types";
+import { when } from "../format";
+import type { Me, ModelDeployments, ModelInfo, Page } from "../types";
 
 interface CheckResult {
   valid: boolean;
@@ -67,6 +68,7 @@ export default function Models({ me }: { me: Me }) {
           </ul>
         </>
       ) : null}
+      {me.admin ? <Deployments /> : null}
       {me.admin ? <CheckModels /> : null}
     </section>
   );
@@ -124,6 +126,60 @@ function CheckModels() {
             </li>
           ))}
         </ul>
+      ) : null}
+    </article>
+  );
+}
+
+function Deployments() {
+  const list = useLoad((signal) => get<Page<ModelDeployments>>("/v1/admin/deployments", signal), []);
+  return (
+    <article aria-labelledby="deployments-title" data-testid="deployments">
+      <h2 id="deployments-title" className="h5">
+        Deployments and cooldowns
+      </h2>
+      {list.loading && !list.data ? <Loading what="deployments" /> : null}
+      {list.error ? <ErrorBox error={list.error} retry={list.reload} /> : null}
+      {list.data ? (
+        <div className="overflow-auto">
+          <table>
+            <thead>
+              <tr>
+                <th scope="col">Model</th>
+                <th scope="col">Deployment</th>
+                <th scope="col">Provider model</th>
+                <th scope="col">Weight</th>
+                <th scope="col">Cooldown</th>
+              </tr>
+            </thead>
+            <tbody>
+              {list.data.data.flatMap((m) =>
+                m.deployments.map((d) => (
+                  <tr key={`${m.model}/${d.name}`}>
+                    <td>{m.model}</td>
+                    <td>
+                      {d.name} <small>({d.provider})</small>
+                    </td>
+                    <td>{d.model}</td>
+                    <td>{d.weight}</td>
+                    <td>
+                      {d.cooldown === null ? (
+                        <mark className="ok">healthy</mark>
+                      ) : d.cooldown.cooling ? (
+                        <>
+                          <mark className="bad">cooling down</mark> <small>until {when(d.cooldown.cooled_until)}</small>
+                        </>
+                      ) : (
+                        <mark className="neutral">{d.cooldown.failures} recent failures</mark>
+                      )}
+                      {d.cooldown?.last_error ? <small> {d.cooldown.last_error}</small> : null}
+                    </td>
+                  </tr>
+                )),
+              )}
+            </tbody>
+          </table>
+        </div>
       ) : null}
     </article>
   );
