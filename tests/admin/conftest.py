@@ -240,7 +240,6 @@ def page(browser: Any, stack: Stack) -> Iterator[Any]:
     tab = context.new_page()
     errors = PageErrors()
     errors.attach(tab)
-    tab.errors = errors
     yield tab
     context.close()
     # 401/403 answers the app handles show as console errors of the failed fetch.

@@ -236,6 +236,8 @@ def test_local_model_unloaded_and_loaded(page: Any, stack: Stack) -> None:
     login(page, stack, stack.admin_key)
     row = page.get_by_test_id("worker-model-smollm2-135m")
     expect(row.get_by_test_id("state")).to_have_text("ready")
+    expect(page.get_by_test_id("health")).to_contain_text("worker: ok")
+    expect(page.get_by_test_id("breakdown").get_by_role("img")).to_be_visible()
     screenshot(page, "dashboard")
     # When Unload is pressed, then the worker's engine stops
     row.get_by_role("button", name="Unload").click()
@@ -275,6 +277,15 @@ def test_dashboard_totals_equal_the_usage_api(page: Any, stack: Stack) -> None:
     assert shown["tokens"] == str(totals["total_tokens"])
     assert float(shown["cost"]) == pytest.approx(totals["cost_usd"], abs=1e-6)
     expect(page.get_by_test_id("health")).to_contain_text("database: ok")
+    # And the per-day breakdown draws one line per model, provider or key
+    breakdown = page.get_by_test_id("breakdown")
+    expect(breakdown.get_by_role("img")).to_have_attribute(
+        "aria-label", "Requests per day by model (top 5)"
+    )
+    expect(breakdown).to_contain_text("gpt-test")
+    page.get_by_label("Breakdown by").select_option("provider")
+    page.get_by_label("Breakdown measure").select_option("cost_usd")
+    expect(breakdown).to_contain_text("openai")
     # And the admin sees latency percentiles by provider and model
     expect(page.get_by_test_id("latency")).to_contain_text("provider: openai")
     expect(page.get_by_test_id("latency")).to_contain_text("model: gpt-test")

@@ -202,7 +202,7 @@ def report(results: list[dict[str, Any]]) -> int:
     raw = statistics.median(column("js_raw_bytes"))
     tti = column("tti_ms")
     print(f"runs: {len(results)} (after one warm-up), Chromium at {CHROMIUM}")
-    print(f"first-load JavaScript: {results[0]['js_files']} files, {wire / 1000:.1f} KB on the")
+    print(f"first-load JavaScript: {results[0]['js_files']} file(s), {wire / 1000:.1f} KB on the")
     print(
         f"  wire (gzip), {raw / 1000:.1f} KB uncompressed; budget {JS_BUDGET_BYTES / 1000:.0f} KB"
     )

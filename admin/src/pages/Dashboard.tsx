@@ -16,6 +16,7 @@ import type {
   WorkerModel,
 } from "../types";
 
+const NO_MODELS: ModelInfo[] = [];
 const RANGES = { "7": 7, "30": 30, "90": 90 } as const;
 type RangeKey = keyof typeof RANGES;
 
@@ -53,7 +54,7 @@ export function Dashboard({ me }: { me: Me }) {
       </div>
       {usage.loading && !usage.data ? <Loading what="usage" /> : null}
       {usage.error ? <ErrorBox error={usage.error} retry={usage.reload} /> : null}
-      {usage.data ? <UsageSummary report={usage.data} start={start} models={models.data?.data ?? []} /> : null}
+      {usage.data ? <UsageSummary report={usage.data} start={start} models={models.data?.data ?? NO_MODELS} /> : null}
       {me.admin ? <Latency start={start} /> : null}
       <Health />
       {me.admin ? <WorkerModels /> : null}
@@ -94,7 +95,7 @@ function UsageSummary({ report, start, models }: { report: UsageReport; start: s
   const days = useMemo(() => everyDay(start, report.by_day?.data ?? []), [start, report]);
   const byModel = report.by_model?.data ?? [];
   const byKey = report.by_key?.data ?? [];
-  const providerOf = new Map(models.map((m) => [m.id, m.provider]));
+  const providerOf = useMemo(() => new Map(models.map((m) => [m.id, m.provider])), [models]);
   const byProvider = new Map<string, number>();
   for (const row of byModel) {
     const provider = providerOf.get(row.model) ?? "other";
@@ -146,6 +147,7 @@ function UsageSummary({ report, start, models }: { report: UsageReport; start: s
         <Empty>No requests in this range yet. Send one from the Chat page.</Empty>
       ) : (
         <>
+          <BreakdownOverTime start={start} report={report} providerOf={providerOf} />
           <div className="grid-2">
             <article>
               <TimeChart title="Requests and errors per day" days={dayLabels} series={requestSeries} />
@@ -335,6 +337,100 @@ function Latency({ start }: { start: string }) {
             </tbody>
           </table>
         </div>
+      ) : null}
+    </article>
+  );
+}
+
+const PALETTE = ["#1e88e5", "#43a047", "#fb8c00", "#8e24aa", "#e53935", "#00897b"];
+const TOP = 5;
+type Dimension = "model" | "provider" | "key";
+type Measure = "requests" | "total_tokens" | "cost_usd";
+
+// Per-day series of the top models or keys by spend: GET /v1/usage?group_by=day with
+// a model= or key= filter for each (the report has no model x day breakdown);
+// providers are the sum of their models.
+function BreakdownOverTime({
+  start,
+  report,
+  providerOf,
+}: {
+  start: string;
+  report: UsageReport;
+  providerOf: Map<string, string>;
+}) {
+  const [dimension, setDimension] = useState<Dimension>("model");
+  const [measure, setMeasure] = useState<Measure>("requests");
+  const filters = useMemo(() => {
+    if (dimension === "key") {
+      return (report.by_key?.data ?? [])
+        .filter((r) => r.api_key_id)
+        .slice(0, TOP)
+        .map((r) => ({ label: (r.api_key_id ?? "").slice(0, 8), group: (r.api_key_id ?? "").slice(0, 8), param: { key: r.api_key_id } }));
+    }
+    const models = (report.by_model?.data ?? []).slice(0, dimension === "model" ? TOP : 50);
+    return models.map((r) => ({
+      label: r.model,
+      group: dimension === "provider" ? providerOf.get(r.model) ?? "other" : r.model,
+      param: { model: r.model },
+    }));
+  }, [dimension, report, providerOf]);
+  const series = useLoad(
+    (signal) =>
+      Promise.all(
+        filters.map((f) =>
+          get<UsageReport>(`/v1/usage${query({ start, group_by: "day", limit: 400, ...f.param })}`, signal).then((r) => ({
+            group: f.group,
+            days: everyDay(start, r.by_day?.data ?? []),
+          })),
+        ),
+      ),
+    [filters, start],
+  );
+  const { days, lines } = useMemo(() => {
+    const grouped = new Map<string, number[]>();
+    let labels: string[] = [];
+    for (const item of series.data ?? []) {
+      labels = item.days.map((d) => d.date);
+      const values = item.days.map((d) => d[measure]);
+      const sum = grouped.get(item.group);
+      grouped.set(item.group, sum ? sum.map((v, i) => v + values[i]) : values);
+    }
+    return {
+      days: labels,
+      lines: [...grouped].slice(0, TOP).map(([label, values], i) => ({ label, values, color: PALETTE[i % PALETTE.length] })),
+    };
+  }, [series.data, measure]);
+  const names: Record<Measure, string> = { requests: "Requests", total_tokens: "Tokens", cost_usd: "Cost (USD)" };
+  return (
+    <article className="breakdown" data-testid="breakdown">
+      <div className="row">
+        <label>
+          By
+          <select aria-label="Breakdown by" value={dimension} onChange={(e) => setDimension(e.target.value as Dimension)}>
+            <option value="model">model</option>
+            <option value="provider">provider</option>
+            <option value="key">key</option>
+          </select>
+        </label>
+        <label>
+          Show
+          <select aria-label="Breakdown measure" value={measure} onChange={(e) => setMeasure(e.target.value as Measure)}>
+            <option value="requests">requests</option>
+            <option value="total_tokens">tokens</option>
+            <option value="cost_usd">cost</option>
+          </select>
+        </label>
+      </div>
+      {series.loading && !series.data ? <Loading what="the breakdown" /> : null}
+      {series.error ? <ErrorBox error={series.error} retry={series.reload} /> : null}
+      {series.data && lines.length > 0 ? (
+        <TimeChart
+          title={`${names[measure]} per day by ${dimension} (top ${TOP})`}
+          days={days}
+          series={lines}
+          format={measure === "cost_usd" ? smallUsd : count}
+        />
       ) : null}
     </article>
   );

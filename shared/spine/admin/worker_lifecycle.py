@@ -37,12 +37,10 @@ class LifecycleAction(StrEnum):
 
 
 async def list_models(settings: Settings, principal: Principal) -> dict[str, Any]:
-    """The worker's models with their state (`loaded`, `unloaded`, `loading`, ...)."""
-    response = await _call(
+    """The worker's models with their state (`ready`, `unloaded`, `loading`, ...)."""
+    return await _call(
         settings, principal, "GET", "/v1/models/list", None, seconds=LIST_TIMEOUT_SECONDS
     )
-    body: dict[str, Any] = response
-    return body
 
 
 async def change(
