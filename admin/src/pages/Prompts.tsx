@@ -201,12 +201,21 @@ function PromptDetail({ id, writer, onChanged }: { id: string; writer: boolean; 
       <fieldset>
         <legend>Variables</legend>
         {names.length === 0 ? <small>The template has no {"{{ placeholders }}"}.</small> : null}
-        {names.map((name) => (
-          <label key={name}>
-            {name}
-            <input value={values[name] ?? ""} onChange={(e) => setValues({ ...values, [name]: e.target.value })} />
-          </label>
-        ))}
+        {names.map((name) => {
+          // Declared with the saved version: its default fills what is left empty.
+          const declared = latest.variables.find((v) => v.name === name);
+          return (
+            <label key={name}>
+              {name}
+              {declared?.description ? <small> {declared.description}</small> : null}
+              <input
+                value={values[name] ?? ""}
+                placeholder={declared?.default ? `default: ${declared.default}` : declared?.required === false ? "optional" : "required"}
+                onChange={(e) => setValues({ ...values, [name]: e.target.value })}
+              />
+            </label>
+          );
+        })}
       </fieldset>
       <LiveRender id={id} template={template} saved={draft === null} values={values} />
       <h3 className="h5">Labels</h3>
