@@ -1,6 +1,6 @@
 import { lazy, Suspense, useEffect, useState } from "react";
 
-import { ApiError, get, getCredential } from "./api";
+import { ApiError, get, getCredential, UNAUTHORIZED_EVENT } from "./api";
 import { can, logout } from "./auth";
 import { Loading } from "./components/Status";
 import { navigate, useRoute } from "./hooks";
@@ -62,6 +62,7 @@ export function App() {
   const [me, setMe] = useState<Me | null>(null);
   const [checking, setChecking] = useState(() => getCredential() !== null);
   const [menuOpen, setMenuOpen] = useState(false);
+  const [notice, setNotice] = useState<string | null>(null);
 
   useEffect(() => {
     // A credential kept in this tab's session storage: check it is still good.
@@ -78,8 +79,28 @@ export function App() {
     setMenuOpen(false);
   }, [route]);
 
+  useEffect(() => {
+    const expired = () => {
+      logout();
+      setMe(null);
+      setNotice("Your credential is no longer accepted (expired or revoked). Sign in again.");
+    };
+    window.addEventListener(UNAUTHORIZED_EVENT, expired);
+    return () => window.removeEventListener(UNAUTHORIZED_EVENT, expired);
+  }, []);
+
   if (checking) return <main className="container"><Loading what="your session" /></main>;
-  if (!me) return <Login onLogin={setMe} />;
+  if (!me) {
+    return (
+      <Login
+        notice={notice}
+        onLogin={(who) => {
+          setNotice(null);
+          setMe(who);
+        }}
+      />
+    );
+  }
 
   const current = PAGES.find((p) => p.path === route);
   const allowed = current ? current.allowed(me) : true;

@@ -4,6 +4,7 @@
 
 const API_BASE: string = (import.meta.env.VITE_SPINE_API_BASE as string | undefined) ?? "";
 const CREDENTIAL_KEY = "spine.credential";
+export const UNAUTHORIZED_EVENT = "spine:unauthorized";
 
 export class ApiError extends Error {
   readonly status: number;
@@ -61,6 +62,11 @@ export async function rawRequest(
     body: body === undefined ? undefined : JSON.stringify(body),
     signal: init?.signal,
   });
+  if (response.status === 401 && !init?.credential) {
+    // The signed-in credential stopped working (a JWT expired, a key was revoked):
+    // the app goes back to the sign-in page (App listens for this event).
+    window.dispatchEvent(new Event(UNAUTHORIZED_EVENT));
+  }
   if (!response.ok) {
     let parsed: unknown = null;
     try {

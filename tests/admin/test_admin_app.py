@@ -298,6 +298,8 @@ def test_non_admin_sees_no_admin_pages_and_the_api_refuses_them(page: Any, stack
     expect(nav.get_by_role("link", name="Keys")).to_have_count(0)
     expect(page.get_by_test_id("worker-models")).to_have_count(0)
     expect(page.get_by_test_id("latency")).to_have_count(0)
+    # This key has made no call: the dashboard's empty state
+    expect(page.get_by_text("No requests in this range yet.")).to_be_visible()
     # Typing the URL of an admin page shows a refusal, not the page
     page.goto(stack.app + "#/keys")
     expect(page.get_by_test_id("not-allowed")).to_be_visible()
@@ -400,3 +402,26 @@ def test_keyboard_reaches_sign_in_and_the_pages(page: Any, stack: Stack) -> None
     page.get_by_role("link", name="Prompts").focus()
     page.keyboard.press("Enter")
     expect(page.get_by_role("heading", name="Prompts")).to_be_visible()
+
+
+def test_a_credential_revoked_while_signed_in_returns_to_sign_in(page: Any, stack: Stack) -> None:
+    key = stack.new_key("short-lived", [], principal="temp@example.com")
+    login(page, stack, key)
+    key_id = stack.api("GET", "/v1/me", key).json()["api_key_id"]
+    # When an admin revokes it while its page is open
+    assert stack.api("DELETE", f"/v1/keys/{key_id}", stack.admin_key).status_code == 200
+    page.get_by_role("link", name="Usage").click()
+    # Then the next call's 401 signs the tab out, saying why
+    expect(page.get_by_test_id("login-notice")).to_contain_text("no longer accepted")
+    assert session_storage(page) == {}
+
+
+def test_an_api_error_is_shown_with_its_message(page: Any, stack: Stack) -> None:
+    login(page, stack, stack.admin_key)
+    page.get_by_role("link", name="Usage").click()
+    page.get_by_label("From").fill("2026-02-01")
+    page.get_by_label("To (exclusive)").fill("2026-01-01")
+    page.get_by_role("button", name="Apply").click()
+    alert = page.get_by_role("alert")
+    expect(alert).to_contain_text("(400)")
+    expect(alert).to_contain_text("'end' must be after 'start'")

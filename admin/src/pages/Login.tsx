@@ -4,7 +4,7 @@ import { ApiError } from "../api";
 import { login } from "../auth";
 import type { Me } from "../types";
 
-export function Login({ onLogin }: { onLogin: (me: Me) => void }) {
+export function Login({ onLogin, notice }: { onLogin: (me: Me) => void; notice?: string | null }) {
   const [credential, setCredential] = useState("");
   const [error, setError] = useState<string | null>(null);
   const [busy, setBusy] = useState(false);
@@ -35,6 +35,11 @@ export function Login({ onLogin }: { onLogin: (me: Me) => void }) {
           <h1>Spine admin</h1>
           <p>Sign in with a Spine API key (sk-spine-…) or a JWT from your identity provider.</p>
         </header>
+        {notice ? (
+          <p role="alert" className="status-error" data-testid="login-notice">
+            {notice}
+          </p>
+        ) : null}
         <form onSubmit={submit}>
           <label htmlFor="credential">API key or JWT</label>
           <input
