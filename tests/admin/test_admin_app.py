@@ -277,6 +277,7 @@ def test_dashboard_totals_equal_the_usage_api(page: Any, stack: Stack) -> None:
     assert shown["tokens"] == str(totals["total_tokens"])
     assert float(shown["cost"]) == pytest.approx(totals["cost_usd"], abs=1e-6)
     expect(page.get_by_test_id("health")).to_contain_text("database: ok")
+    expect(page.get_by_test_id("provider-health")).to_contain_text("openai: ok")
     # And the per-day breakdown draws one line per model, provider or key
     breakdown = page.get_by_test_id("breakdown")
     expect(breakdown.get_by_role("img")).to_have_attribute(
@@ -331,6 +332,9 @@ def test_usage_table_and_csv_export(page: Any, stack: Stack) -> None:
     login(page, stack, stack.admin_key)
     page.get_by_role("link", name="Usage").click()
     page.get_by_label("Group by").select_option("model")
+    page.get_by_label("Key id").fill(
+        stack.api("GET", "/v1/me", stack.admin_key).json()["api_key_id"]
+    )
     page.get_by_role("button", name="Apply").click()
     expect(page.get_by_test_id("usage-rows")).to_contain_text("gpt-test")
     screenshot(page, "usage")

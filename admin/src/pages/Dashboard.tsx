@@ -9,6 +9,7 @@ import type {
   LatencyFigures,
   LatencyReport,
   Me,
+  ModelDeployments,
   ModelInfo,
   Page,
   UsageNumbers,
@@ -56,7 +57,7 @@ export function Dashboard({ me }: { me: Me }) {
       {usage.error ? <ErrorBox error={usage.error} retry={usage.reload} /> : null}
       {usage.data ? <UsageSummary report={usage.data} start={start} models={models.data?.data ?? NO_MODELS} /> : null}
       {me.admin ? <Latency start={start} /> : null}
-      <Health />
+      <Health admin={me.admin} />
       {me.admin ? <WorkerModels /> : null}
     </section>
   );
@@ -180,7 +181,7 @@ function UsageSummary({ report, start, models }: { report: UsageReport; start: s
   );
 }
 
-function Health() {
+function Health({ admin }: { admin: boolean }) {
   const ready = useLoad(async (signal) => {
     try {
       return await get<Ready>("/ready", signal);
@@ -210,7 +211,37 @@ function Health() {
           ))}
         </ul>
       ) : null}
+      {admin ? <ProviderHealth /> : null}
     </article>
+  );
+}
+
+// Admin only: providers whose deployments failed lately (the shared cooldown table).
+function ProviderHealth() {
+  const list = useLoad((signal) => get<Page<ModelDeployments>>("/v1/admin/deployments", signal), []);
+  if (list.error) return <ErrorBox error={list.error} retry={list.reload} />;
+  if (!list.data) return null;
+  const providers = new Map<string, { cooling: number; failing: number; total: number }>();
+  for (const model of list.data.data) {
+    for (const d of model.deployments) {
+      const entry = providers.get(d.provider) ?? { cooling: 0, failing: 0, total: 0 };
+      entry.total += 1;
+      if (d.cooldown?.cooling) entry.cooling += 1;
+      else if (d.cooldown) entry.failing += 1;
+      providers.set(d.provider, entry);
+    }
+  }
+  return (
+    <ul className="health" data-testid="provider-health">
+      {[...providers].map(([provider, p]) => (
+        <li key={provider}>
+          {provider}:{" "}
+          <mark className={p.cooling ? "bad" : p.failing ? "neutral" : "ok"}>
+            {p.cooling ? `${p.cooling} of ${p.total} cooling down` : p.failing ? "recent failures" : "ok"}
+          </mark>
+        </li>
+      ))}
+    </ul>
   );
 }
 

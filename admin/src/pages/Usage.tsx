@@ -12,6 +12,7 @@ interface Filters {
   start: string;
   end: string;
   model: string;
+  key: string;
   group: Group;
 }
 
@@ -39,12 +40,12 @@ export default function Usage(_: { me: Me }) {
   const today = new Date();
   const monthAgo = new Date(today.getTime() - 29 * 86_400_000);
   const tomorrow = new Date(today.getTime() + 86_400_000);
-  const [form, setForm] = useState<Filters>({ start: isoDay(monthAgo), end: isoDay(tomorrow), model: "", group: "day" });
+  const [form, setForm] = useState<Filters>({ start: isoDay(monthAgo), end: isoDay(tomorrow), model: "", key: "", group: "day" });
   const [applied, setApplied] = useState<Filters>(form);
   const report = useLoad(
     (signal) =>
       get<UsageReport>(
-        `/v1/usage${query({ start: applied.start, end: applied.end, model: applied.model, group_by: applied.group, limit: 1000 })}`,
+        `/v1/usage${query({ start: applied.start, end: applied.end, model: applied.model, key: applied.key, group_by: applied.group, limit: 1000 })}`,
         signal,
       ),
     [applied],
@@ -85,6 +86,10 @@ export default function Usage(_: { me: Me }) {
         <label>
           Model
           <input value={form.model} placeholder="any" onChange={(e) => setForm({ ...form, model: e.target.value })} />
+        </label>
+        <label>
+          Key id
+          <input value={form.key} placeholder="any" onChange={(e) => setForm({ ...form, key: e.target.value.trim() })} />
         </label>
         <label>
           Group by
