@@ -190,8 +190,16 @@ def test_prompt_created_edited_rolled_back_with_diff(page: Any, stack: Stack) ->
     # And running it with the hosted model answers (the fake echoes the rendered text)
     page.get_by_label("Run with model").select_option("gpt-test")
     page.get_by_role("button", name="Run", exact=True).click()
-    expect(page.get_by_test_id("run-answers")).to_contain_text("echo: Hello Ada")
-    assert page.get_by_test_id("run-answers").locator("script").count() == 0
+    answers = page.get_by_test_id("run-answers")
+    expect(answers).to_contain_text("echo: Hello Ada")
+    assert answers.locator("script").count() == 0
+    # And versions 2 and 3 run side by side on the same variables
+    page.get_by_role("switch", name="Side by side").check()
+    page.get_by_label("Run with version").select_option("2")
+    page.get_by_label("Compare with version").select_option("3")
+    page.get_by_role("button", name="Run", exact=True).click()
+    expect(answers.locator("article").nth(0)).to_contain_text("echo: Good morning Ada")
+    expect(answers.locator("article").nth(1)).to_contain_text("echo: Hello Ada")
 
 
 def test_key_created_used_revoked_refused(page: Any, stack: Stack) -> None:

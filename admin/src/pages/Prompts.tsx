@@ -225,7 +225,7 @@ function PromptDetail({ id, writer, onChanged }: { id: string; writer: boolean; 
       {versions.error ? <ErrorBox error={versions.error} retry={versions.reload} /> : null}
       {versions.data ? <Versions versions={versions.data.data} writer={writer} onRollback={rollback} /> : null}
       <h3 className="h5">Run</h3>
-      <Run id={id} values={values} />
+      <Run id={id} values={values} versions={(versions.data?.data ?? []).map((v) => v.version)} />
     </div>
   );
 }
@@ -404,21 +404,32 @@ interface Completion {
   model: string;
 }
 
-function Run({ id, values }: { id: string; values: Record<string, string> }) {
+interface Side {
+  model: string;
+  version: string;
+}
+
+function Run({ id, values, versions }: { id: string; values: Record<string, string>; versions: number[] }) {
+  // One run, or two side by side on the same variables: two models, two versions, or both.
   const models = useLoad((signal) => get<Page<ModelInfo>>("/v1/models", signal), []);
   const choices = (models.data?.data ?? []).filter((m) => m.capabilities.includes("chat") || m.profile);
-  const [first, setFirst] = useState("");
-  const [second, setSecond] = useState("");
+  const [first, setFirst] = useState<Side>({ model: "", version: "" });
+  const [second, setSecond] = useState<Side | null>(null);
   const [answers, setAnswers] = useState<(string | Error | null)[]>([]);
   const [busy, setBusy] = useState(false);
 
   async function run() {
     setBusy(true);
     const variables = Object.fromEntries(Object.entries(values).filter(([, v]) => v !== ""));
-    const picked = [first, second].filter((m, i) => i === 0 || m);
+    const sides = second ? [first, second] : [first];
     const results = await Promise.all(
-      picked.map((model) =>
-        api<Completion>("POST", "/v1/execute-prompt", { prompt: id, variables, ...(model ? { model } : {}) })
+      sides.map((side) =>
+        api<Completion>("POST", "/v1/execute-prompt", {
+          prompt: id,
+          variables,
+          ...(side.model ? { model: side.model } : {}),
+          ...(side.version ? { version: Number(side.version) } : {}),
+        })
           .then((c) => c.choices[0]?.message.content ?? "")
           .catch((err: unknown) => failure(err)),
       ),
@@ -427,12 +438,12 @@ function Run({ id, values }: { id: string; values: Record<string, string> }) {
     setBusy(false);
   }
 
-  return (
-    <div>
+  function picker(side: Side, set: (side: Side) => void, label: string) {
+    return (
       <div className="row">
         <label>
-          Model
-          <select aria-label="Run with model" value={first} onChange={(e) => setFirst(e.target.value)}>
+          {label} model
+          <select aria-label={`${label} model`} value={side.model} onChange={(e) => set({ ...side, model: e.target.value })}>
             <option value="">the version's model</option>
             {choices.map((m) => (
               <option key={m.id}>{m.id}</option>
@@ -440,13 +451,33 @@ function Run({ id, values }: { id: string; values: Record<string, string> }) {
           </select>
         </label>
         <label>
-          Compare with
-          <select aria-label="Compare with model" value={second} onChange={(e) => setSecond(e.target.value)}>
-            <option value="">(none)</option>
-            {choices.map((m) => (
-              <option key={m.id}>{m.id}</option>
+          version
+          <select aria-label={`${label} version`} value={side.version} onChange={(e) => set({ ...side, version: e.target.value })}>
+            <option value="">newest</option>
+            {versions.map((v) => (
+              <option key={v} value={v}>
+                v{v}
+              </option>
             ))}
           </select>
+        </label>
+      </div>
+    );
+  }
+
+  return (
+    <div>
+      {picker(first, setFirst, "Run with")}
+      {second ? picker(second, setSecond, "Compare with") : null}
+      <div className="row">
+        <label className="inline">
+          <input
+            type="checkbox"
+            role="switch"
+            checked={second !== null}
+            onChange={(e) => setSecond(e.target.checked ? { ...first } : null)}
+          />
+          Side by side
         </label>
         <button type="button" onClick={() => void run()} aria-busy={busy} disabled={busy}>
           Run
