@@ -9,6 +9,10 @@ locks; request paths never wait for it.
   on a small share of requests; this catches quiet periods);
 - response_cache: expired entries (a lookup never serves one, but they take room);
 - usage_events: rows older than `[retention] usage_days` (0 keeps the ledger whole).
+
+Before those, it writes the usage rows that waited in the spool while the database
+was away (`spine.usage.spool`); the template also runs the function every few
+minutes for that task alone, so a row waits minutes, not an hour.
 """
 
 from __future__ import annotations
@@ -25,9 +29,28 @@ from spine.storage.db import Connection
 logger = get_logger(__name__)
 
 
-async def run_maintenance(conn: Connection, settings: Settings) -> dict[str, int]:
-    """Run every task; rows deleted per table. A failing task is logged and the
-    others still run (the next run retries it)."""
+TASKS = ("usage_spool", "rate_counters", "response_cache", "usage_events")
+
+
+async def drain_usage_spool(settings: Settings) -> int:
+    """Write the spooled usage rows; how many were new to the ledger."""
+    from spine.usage.recorder import write_spooled
+    from spine.usage.spool import spool_for
+
+    spool = spool_for(settings)
+    if spool is None:
+        return 0
+    report = await spool.drain(write_spooled)
+    if report.written or report.already_there:
+        logger.info("usage spool drained", extra={"spool": spool.name, **vars(report)})
+    return report.written
+
+
+async def run_maintenance(
+    conn: Connection, settings: Settings, tasks: tuple[str, ...] = TASKS
+) -> dict[str, int]:
+    """Run `tasks`; rows written (the spool) or deleted per task. A failing task is
+    logged and the others still run (the next run retries it)."""
     from spine.storage import limits, response_cache, usage
 
     retention = settings.retention
@@ -50,9 +73,17 @@ async def run_maintenance(conn: Connection, settings: Settings) -> dict[str, int
         cutoff = datetime.now(UTC) - timedelta(days=retention.usage_days)
         return await usage.delete_usage_before(conn, cutoff, batch_size=batch)
 
+    async def spool() -> int:
+        return await drain_usage_spool(settings)
+
     deleted: dict[str, int] = {}
-    tasks = {"rate_counters": counters, "response_cache": cache, "usage_events": ledger}
-    for table, task in tasks.items():
+    every = {
+        "usage_spool": spool,
+        "rate_counters": counters,
+        "response_cache": cache,
+        "usage_events": ledger,
+    }
+    for table, task in ((name, every[name]) for name in tasks):
         started = time.perf_counter()
         try:
             deleted[table] = await task()
@@ -72,17 +103,20 @@ async def run_maintenance(conn: Connection, settings: Settings) -> dict[str, int
     return deleted
 
 
-async def _run() -> dict[str, int]:
+async def _run(tasks: tuple[str, ...]) -> dict[str, int]:
     from spine.storage import db
 
     settings = load_settings()
     try:
         conn = await db.connection()
-        return await run_maintenance(conn, settings)
+        return await run_maintenance(conn, settings, tasks)
     finally:
         await db.close()
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    """Lambda entry (a scheduled event: its content does not matter)."""
-    return {"deleted": asyncio.run(_run())}
+    """Lambda entry of a scheduled event: `{"tasks": [...]}` names the tasks to run
+    (the frequent spool drain); anything else runs them all."""
+    asked = event.get("tasks") if isinstance(event, dict) else None
+    tasks = tuple(t for t in asked if t in TASKS) if isinstance(asked, list) else TASKS
+    return {"deleted": asyncio.run(_run(tasks or TASKS))}

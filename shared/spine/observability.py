@@ -49,6 +49,15 @@ def get_logger(name: str) -> Logger:
     return Logger(service=SERVICE, child=True)
 
 
+def bind_function(function_name: str, **keys: object) -> None:
+    """Name the Lambda function (and invocation) in this thread's logs.
+
+    Thread-safe keys, not Powertools' `inject_lambda_context` (global keys): the
+    emulator runs every function as threads of one process, where global keys named
+    whichever function ran last."""
+    ROOT_LOGGER.thread_safe_append_keys(function_name=function_name, **keys)
+
+
 def bind_request(logger: Logger, request_id: str, **keys: object) -> None:
     """Attach the request id (as correlation id) and keys to this request's logs.
 

@@ -178,6 +178,16 @@ class RetentionSettings(_Section):
     batch_size: Annotated[int, Field(ge=1, le=100_000)] = 5000
 
 
+class UsageSpoolSettings(_Section):
+    """Where a usage row goes when Postgres cannot take it (spine.usage.spool): an SQS
+    queue deployed (SPINE_USAGE__SPOOL_QUEUE_URL, set by template.yaml), a folder of
+    files locally. With neither, the row is only logged in full (an error)."""
+
+    spool_queue_url: str = ""
+    # Relative paths resolve against config.toml's folder.
+    spool_dir: str = ""
+
+
 class FunctionSettings(_Section):
     verify_jwt: bool = True
 
@@ -191,6 +201,7 @@ class Settings(_Section):
     limits: LimitsSettings = Field(default_factory=LimitsSettings)
     secrets: SecretsSettings = Field(default_factory=SecretsSettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
+    usage: UsageSpoolSettings = Field(default_factory=UsageSpoolSettings)
     functions: dict[str, FunctionSettings] = Field(default_factory=dict)
     # Where the file was read from; relative paths in it resolve against its folder.
     base_dir: str = "."

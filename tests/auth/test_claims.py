@@ -58,3 +58,19 @@ def test_claims_of_the_wrong_shape_are_refused(claims: dict[str, object], messag
         principal_from_claims(claims, AuthSettings())
     assert caught.value.message.startswith(message)
     assert caught.value.code == "invalid_token"
+
+
+@pytest.mark.parametrize("subject", ["key:3f1c2a9e-0000-4000-8000-000000000000", "key:"])
+def test_an_identity_provider_subject_may_not_be_a_key_subject(subject: str) -> None:
+    # API keys without a principal act as "key:<id>": an identity provider's user must
+    # never act as one (and read its sessions and usage).
+    with pytest.raises(AuthenticationError, match="may not start with 'key:'"):
+        principal_from_claims({"sub": subject}, AuthSettings())
+
+
+@pytest.mark.parametrize(
+    "claims", [{"sub": "bob\x00"}, {"sub": "bob", "tenant": "acme\x00"}, {"sub": "x" * 257}]
+)
+def test_claims_stored_with_every_row_refuse_nul_and_excess(claims: dict[str, str]) -> None:
+    with pytest.raises(AuthenticationError, match="without NUL"):
+        principal_from_claims(claims, AuthSettings(jwt_tenant_claim="tenant"))

@@ -128,6 +128,13 @@ class Env:
 def env(
     tmp_path: Path, db_url: str, fake_providers: FakeProviders, monkeypatch: pytest.MonkeyPatch
 ) -> Env:
+    return prepare_env(tmp_path, db_url, fake_providers, monkeypatch)
+
+
+def prepare_env(
+    tmp_path: Path, db_url: str, fake_providers: FakeProviders, monkeypatch: pytest.MonkeyPatch
+) -> Env:
+    """models.yaml, config.toml and the variables of a gateway on `db_url`."""
     environment = Env(tmp_path, db_url, fake_providers)
     environment.write_models(
         MODELS_YAML.format(

@@ -11,6 +11,7 @@ import psycopg
 import pytest
 
 from spine.storage.api_keys import KeyChanges, hash_key, update_key
+from spine.storage.limits import principal_counter_subject
 from tests.fakes import Reply, openai_api
 from tests.integration.conftest import MODELS_YAML, Env, run_async
 from tests.integration.gateway import Gateway, Result
@@ -103,7 +104,10 @@ def test_token_reservation_is_settled_to_the_real_usage(env: Env, api_key: str) 
     remaining = int(result.headers["x-ratelimit-remaining-tokens"])
     assert 100_000 - 800 - 100 < remaining < 100_000 - 800
     [row] = env.usage_rows()
-    assert counter(env, f"principal:{row['principal']}", "tokens") == 1020
+    assert (
+        counter(env, principal_counter_subject(row["tenant"], str(row["principal"])), "tokens")
+        == 1020
+    )
 
 
 def test_tokens_per_minute_limit_refuses_a_request_that_does_not_fit(
@@ -231,4 +235,7 @@ def test_streamed_answer_carries_headers_and_settles_to_its_usage(env: Env, api_
     [row] = env.usage_rows()
     real = int(str(row["prompt_tokens"])) + int(str(row["completion_tokens"]))
     assert real > 0
-    assert counter(env, f"principal:{row['principal']}", "tokens") == real
+    assert (
+        counter(env, principal_counter_subject(row["tenant"], str(row["principal"])), "tokens")
+        == real
+    )

@@ -113,7 +113,7 @@ def test_a_caller_gets_its_totals_and_breakdowns(
         ("2025-03-02", 1),
     ]
     assert [(k["api_key_id"], k["requests"]) for k in body["by_key"]["data"]] == [(str(a), 3)]
-    assert body["filters"] == {"principal": f"key:{a}", "key": None, "model": None}
+    assert body["filters"] == {"tenant": None, "principal": f"key:{a}", "key": None, "model": None}
 
 
 def test_openai_and_gemini_cached_tokens_reach_the_report_at_cached_prices(

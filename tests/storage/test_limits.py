@@ -196,16 +196,16 @@ async def test_key_lookup_and_admission_are_one_round_trip(db_url: str) -> None:
     assert all(row is not None and row.id == key.id for row, _ in results)
     first_row, first_states = results[0]
     assert first_row is not None and first_row.rpm == 2
-    assert {s.request.subject for s in first_states} == {"model:m", "principal:alice"}
+    assert {s.request.subject for s in first_states} == {"model:m", "principal:0::alice"}
     assert [all(s.admitted for s in states) for _, states in results] == [True, True, False]
     # The refusal is the key's counter and took nothing from the model's
     [refused] = results[2][1]
-    assert refused.request.subject == "principal:alice" and refused.limit == 2
+    assert refused.request.subject == "principal:0::alice" and refused.limit == 2
     async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as check:
         used = await (
             await check.execute("SELECT subject, used FROM rate_counters ORDER BY subject")
         ).fetchall()
-    assert used == [("model:m", 2), ("principal:alice", 2)]
+    assert used == [("model:m", 2), ("principal:0::alice", 2)]
 
 
 async def test_an_unknown_or_revoked_key_takes_nothing(db_conn: Connection) -> None:

@@ -75,7 +75,7 @@ async def test_expired_rows_go_and_usage_only_past_retention(db_conn: Connection
 
     deleted = await run_maintenance(db_conn, settings)
 
-    assert deleted == {"rate_counters": 1, "response_cache": 1, "usage_events": 1}
+    assert deleted == {"usage_spool": 0, "rate_counters": 1, "response_cache": 1, "usage_events": 1}
     assert await remaining(db_conn) == {"rate_counters": 1, "response_cache": 1, "usage_events": 1}
     row = await (await db_conn.execute("SELECT request_id FROM usage_events")).fetchone()
     assert row == ("new",)
@@ -115,4 +115,6 @@ def test_the_lambda_entry_runs_it_for_a_scheduled_event(
 
     result = module.handler(SCHEDULED_EVENT, None)
 
-    assert result == {"deleted": {"rate_counters": 1, "response_cache": 1, "usage_events": 1}}
+    assert result == {
+        "deleted": {"usage_spool": 0, "rate_counters": 1, "response_cache": 1, "usage_events": 1}
+    }

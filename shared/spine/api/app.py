@@ -11,13 +11,16 @@ from dataclasses import dataclass
 
 from fastapi import APIRouter, FastAPI
 
+from spine.api import openapi
 from spine.api.errors import install_error_handlers
 from spine.api.middleware import RequestContextMiddleware
 from spine.aws.live_registry import open_registry_source
-from spine.observability import get_logger
+from spine.observability import bind_function, get_logger
 from spine.registry.source import RegistrySource
 from spine.settings import Settings, get_settings
+from spine.storage.db import as_service_error
 from spine.usage.recorder import PostgresUsageRecorder, UsageRecorder
+from spine.usage.spool import spool_for
 
 logger = get_logger(__name__)
 
@@ -49,6 +52,10 @@ def create_app(
     if registry is None:
         registry = open_registry_source(settings)
     verify_jwt = settings.function(function_name).verify_jwt
+    if behind_web_adapter():
+        # No Lambda context reaches an app behind the adapter: its logs name the
+        # function from the runtime's variable (one function per process there).
+        bind_function(os.environ.get("AWS_LAMBDA_FUNCTION_NAME", function_name))
     if not verify_jwt and function_name != "health":
         # Supabase semantics: verify_jwt = false makes the function public.
         logger.warning(
@@ -66,15 +73,17 @@ def create_app(
         function_name=function_name,
         settings=settings,
         registry=registry,
-        recorder=recorder or PostgresUsageRecorder(),
+        recorder=recorder or PostgresUsageRecorder(spool_for(settings)),
         verify_jwt=verify_jwt,
     )
     install_error_handlers(app)
     for router in routers:
         app.include_router(router)
+    app.openapi = lambda: openapi.document(app)  # type: ignore[method-assign]
     app.add_middleware(
         RequestContextMiddleware,
         max_body_bytes=settings.service.max_body_bytes,
         behind_web_adapter=behind_web_adapter(),
+        translate_error=as_service_error,
     )
     return app

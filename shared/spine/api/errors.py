@@ -92,7 +92,17 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(SpineError)
     async def _spine(_: Request, exc: SpineError) -> JSONResponse:
         if exc.status_code >= 500:
-            logger.warning("request failed", extra={"status": exc.status_code, "code": exc.code})
+            # The cause (a driver's or SDK's message) may name hosts or accounts: it is
+            # logged here, never sent.
+            cause = exc.__cause__
+            logger.warning(
+                "request failed",
+                extra={
+                    "status": exc.status_code,
+                    "code": exc.code,
+                    "cause": None if cause is None else f"{type(cause).__name__}: {cause}"[:1000],
+                },
+            )
         return spine_error_response(exc)
 
     @app.exception_handler(RequestValidationError)
@@ -108,9 +118,5 @@ def install_error_handlers(app: FastAPI) -> None:
         headers = dict(exc.headers) if exc.headers else None
         return error_response(exc.status_code, message, headers=headers)
 
-    @app.exception_handler(Exception)
-    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
-        logger.exception("unhandled error", extra={"error_class": type(exc).__name__})
-        return error_response(
-            500, "The server had an error while processing your request.", "server_error"
-        )
+    # Any other exception is answered by spine.api.middleware (a 500, or a 503 for a
+    # dead database link), inside the middleware that adds the request id.

@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import FastAPI
 from mangum import Mangum
 
-from spine.observability import ROOT_LOGGER, get_tracer
+from spine.observability import bind_function, get_tracer
 
 LambdaHandler = Callable[[dict[str, Any], Any], dict[str, Any]]
 
@@ -22,9 +22,17 @@ def _tracing_enabled() -> bool:
 def make_handler(app: FastAPI) -> LambdaHandler:
     # lifespan off: nothing to start per container; connections open on first use.
     adapter = Mangum(app, lifespan="off")
+    cold = [True]
 
-    @ROOT_LOGGER.inject_lambda_context(clear_state=False)
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        bind_function(
+            getattr(context, "function_name", ""),
+            function_arn=getattr(context, "invoked_function_arn", ""),
+            function_memory_size=getattr(context, "memory_limit_in_mb", ""),
+            function_request_id=getattr(context, "aws_request_id", ""),
+            cold_start=cold[0],
+        )
+        cold[0] = False
         return adapter(event, context)
 
     if _tracing_enabled():

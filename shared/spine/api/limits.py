@@ -54,15 +54,21 @@ async def admit_call(
     estimate = await _estimate(request, registry)
     from spine.storage import db
 
-    conn = await db.connection()
-    reservation = await admit_request(
-        conn,
-        principal,
-        settings.limits,
-        estimate.entry,
-        tokens=estimate.tokens,
-        cost_usd=estimate.cost_usd,
-    )
+    async def admit(conn: db.Connection) -> Reservation | None:
+        return await admit_request(
+            conn,
+            principal,
+            settings.limits,
+            estimate.entry,
+            tokens=estimate.tokens,
+            cost_usd=estimate.cost_usd,
+        )
+
+    # Retried once on a fresh connection when the first one turns out dead (a
+    # restart while the container was idle): the statement never reached the
+    # server then. Should it have committed before the link broke, the request is
+    # counted twice in its window: the safe side of a limit.
+    reservation = await db.run(admit)
     _keep_headers(request, reservation)
     return reservation
 
@@ -74,15 +80,18 @@ async def authenticate_and_admit_call(
     estimate = await _estimate(request, registry)
     from spine.storage import db
 
-    conn = await db.connection()
-    principal, reservation = await admit_api_key_request(
-        conn,
-        token,
-        settings.limits,
-        estimate.entry,
-        tokens=estimate.tokens,
-        cost_usd=estimate.cost_usd,
-    )
+    async def admit(conn: db.Connection) -> tuple[Principal, Reservation | None]:
+        return await admit_api_key_request(
+            conn,
+            token,
+            settings.limits,
+            estimate.entry,
+            tokens=estimate.tokens,
+            cost_usd=estimate.cost_usd,
+        )
+
+    # Retried once on a fresh connection, as in `admit_call`.
+    principal, reservation = await db.run(admit)
     _keep_headers(request, reservation)
     return principal, reservation
 
@@ -93,10 +102,11 @@ def _keep_headers(request: Request, reservation: Reservation | None) -> None:
 
 
 def _skim(body: bytes) -> dict[str, Any]:
-    # Malformed bodies are the route's to report (a 400 naming the problem).
+    # Malformed bodies are the route's to report (a 400 naming the problem); so are
+    # bodies nested too deeply for the parser.
     try:
         parsed = json.loads(body) if body else {}
-    except ValueError:
+    except (ValueError, RecursionError):
         return {}
     return parsed if isinstance(parsed, dict) else {}
 

@@ -1,17 +1,21 @@
 """Pure ASGI middleware (cheaper than BaseHTTPMiddleware on every request):
-request ids, the body-size limit, and request logging context."""
+request ids, the body-size limit, request logging context, NUL characters in URLs,
+and the answer to an exception no handler took (a 500, or the 503 of a dead database
+link), which would otherwise leave Starlette's outermost middleware, before the
+request id is added."""
 
 from __future__ import annotations
 
 import json
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import anyio
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from spine.errors import error_body
+from spine.errors import SpineError, error_body
 from spine.observability import bind_request, get_logger, unbind_request
 
 logger = get_logger(__name__)
@@ -54,13 +58,24 @@ def _adapter_context(scope: Scope) -> Any:
     return None
 
 
+# Turns an exception from below the HTTP layer (a database driver's) into the
+# SpineError it means, or None.
+ErrorTranslator = Callable[[BaseException], SpineError | None]
+
+
 class RequestContextMiddleware:
     def __init__(
-        self, app: ASGIApp, *, max_body_bytes: int, behind_web_adapter: bool = False
+        self,
+        app: ASGIApp,
+        *,
+        max_body_bytes: int,
+        behind_web_adapter: bool = False,
+        translate_error: ErrorTranslator | None = None,
     ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.behind_web_adapter = behind_web_adapter
+        self.translate_error = translate_error
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -74,6 +89,20 @@ class RequestContextMiddleware:
         declared = _content_length(scope)
         if declared is not None and declared > self.max_body_bytes:
             await _send_too_large(send, request_id, self.max_body_bytes)
+            return
+        if _has_nul(scope):
+            # Every stored or looked-up text refuses NUL (Postgres cannot hold it).
+            await _send_error(
+                send,
+                request_id,
+                400,
+                error_body(
+                    "The URL may not contain NUL (%00) characters.",
+                    "invalid_request_error",
+                    None,
+                    "invalid_characters",
+                ),
+            )
             return
 
         received = 0
@@ -104,6 +133,10 @@ class RequestContextMiddleware:
         except _BodyTooLarge:
             if "status" not in status_holder:
                 await _send_too_large(send, request_id, self.max_body_bytes)
+        except Exception as exc:
+            if "status" in status_holder:
+                raise  # the answer is under way: nothing else can be sent
+            status_holder["status"] = await self._send_unhandled(send_with_id, exc)
         finally:
             await _release_unused_reservation(scope)
             if too_large and "status" not in status_holder:
@@ -116,6 +149,28 @@ class RequestContextMiddleware:
                 },
             )
             unbind_request(logger, "path", "method")
+
+    async def _send_unhandled(self, send: Send, exc: Exception) -> int:
+        """The answer to an exception that no handler took; its status."""
+        translated = self.translate_error(exc) if self.translate_error else None
+        if translated is not None:
+            logger.warning(
+                "request failed",
+                extra={
+                    "status": translated.status_code,
+                    "code": translated.code,
+                    "cause": f"{type(exc).__name__}: {exc}"[:1000],
+                },
+            )
+            body = error_body(
+                translated.message, translated.error_type, translated.param, translated.code
+            )
+            await _send_json(send, translated.status_code, body, translated.headers)
+            return translated.status_code
+        logger.exception("unhandled error", extra={"error_class": type(exc).__name__})
+        body = error_body("The server had an error while processing your request.", "server_error")
+        await _send_json(send, 500, body, {})
+        return 500
 
 
 async def _release_unused_reservation(scope: Scope) -> None:
@@ -158,24 +213,38 @@ def _content_length(scope: Scope) -> int | None:
     return None
 
 
-async def _send_too_large(send: Send, request_id: str, limit: int) -> None:
-    body = json.dumps(
-        error_body(
-            f"Request body too large: the limit is {limit} bytes.",
-            "invalid_request_error",
-            None,
-            "request_too_large",
-        )
-    ).encode()
+def _has_nul(scope: Scope) -> bool:
+    return "\x00" in scope.get("path", "") or b"%00" in scope.get("query_string", b"")
+
+
+async def _send_json(
+    send: Send, status: int, body: dict[str, Any], headers: dict[str, str]
+) -> None:
+    encoded = json.dumps(body).encode()
     await send(
         {
             "type": "http.response.start",
-            "status": 413,
+            "status": status,
             "headers": [
                 (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (REQUEST_ID_HEADER, request_id.encode()),
+                (b"content-length", str(len(encoded)).encode()),
+                *((name.lower().encode(), value.encode()) for name, value in headers.items()),
             ],
         }
     )
-    await send({"type": "http.response.body", "body": body})
+    await send({"type": "http.response.body", "body": encoded})
+
+
+async def _send_error(send: Send, request_id: str, status: int, body: dict[str, Any]) -> None:
+    """An answer sent before the app runs (the request id added here)."""
+    await _send_json(send, status, body, {REQUEST_ID_HEADER.decode(): request_id})
+
+
+async def _send_too_large(send: Send, request_id: str, limit: int) -> None:
+    body = error_body(
+        f"Request body too large: the limit is {limit} bytes.",
+        "invalid_request_error",
+        None,
+        "request_too_large",
+    )
+    await _send_error(send, request_id, 413, body)

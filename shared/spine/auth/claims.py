@@ -16,6 +16,9 @@ from spine.errors import AuthenticationError
 from spine.settings import AuthSettings
 
 DEFAULT_TIER = "standard"
+# Subjects of API keys without a principal ('key:<id>'); see spine.auth.key_admin.
+KEY_SUBJECT_PREFIX = "key:"
+MAX_CLAIM_LENGTH = 256
 
 
 def claim_at(claims: Mapping[str, Any], path: str) -> Any:
@@ -43,7 +46,14 @@ def _text(claims: Mapping[str, Any], path: str | None) -> str | None:
         return None
     if isinstance(value, bool) or not isinstance(value, str | int):
         raise _refused(f"The token's '{path}' claim must be a string.")
-    return str(value)
+    text = str(value)
+    if "\x00" in text or len(text) > MAX_CLAIM_LENGTH:
+        # Stored with every usage row, session and prompt of the caller.
+        raise _refused(
+            f"The token's '{path}' claim must be at most {MAX_CLAIM_LENGTH} characters "
+            "without NUL characters."
+        )
+    return text
 
 
 def _scope_values(claims: Mapping[str, Any], path: str) -> list[str]:
@@ -92,6 +102,13 @@ def principal_from_claims(claims: Mapping[str, Any], auth: AuthSettings) -> Prin
     subject = _text(claims, auth.jwt_subject_claim)
     if subject is None:
         raise _refused(f"The token has no '{auth.jwt_subject_claim}' claim.")
+    if subject.startswith(KEY_SUBJECT_PREFIX):
+        # Reserved for API keys without a principal: an identity provider's user must
+        # never act as (and read the sessions and usage of) such a key.
+        raise _refused(
+            f"The token's '{auth.jwt_subject_claim}' claim may not start with "
+            f"'{KEY_SUBJECT_PREFIX}': those subjects belong to Spine's API keys."
+        )
     return Principal(
         subject=subject,
         credential="jwt",

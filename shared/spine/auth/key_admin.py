@@ -4,6 +4,15 @@ A manager bound to a tenant sees only that tenant's keys (another tenant's key i
 404, as if it did not exist) and creates keys only in it. A key never gets a scope
 its creator does not hold, so `keys:write` cannot mint an `admin` key. Storage is
 `spine.storage.api_keys`; HTTP shapes are the route's.
+
+Whom a new key acts as (its principal), since whoever a key acts as owns that
+principal's sessions, prompts, usage and budgets:
+- by default, itself: `key:<id>`, a principal no one else has;
+- its creator, when `principal` is the creator's own subject (a personal key);
+- anyone else only with IMPERSONATE_SCOPE, which only an `admin` can grant (so
+  `keys:write` alone can never mint a key that reads a user's history).
+`key:` subjects belong to keys: no key may be given one, and identity-provider
+tokens naming one are refused (`spine.auth.claims`).
 """
 
 from __future__ import annotations
@@ -11,11 +20,15 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
+from spine.auth.claims import KEY_SUBJECT_PREFIX
 from spine.auth.principal import Principal
 from spine.errors import InvalidRequestError, NotFoundError, PermissionDeniedError
 from spine.schemas.keys import KeyCreate, KeyUpdate
 from spine.settings import Settings
 from spine.storage.api_keys import ApiKeyRow, KeyChanges
+
+# Minting a key that acts as another principal of the tenant (impersonation).
+IMPERSONATE_SCOPE = "keys:impersonate"
 
 
 async def create(
@@ -23,6 +36,7 @@ async def create(
 ) -> tuple[str, ApiKeyRow]:
     """A new key (plaintext, row); its limits are set in the same transaction."""
     tenant = _tenant_for_new_key(principal, body.tenant)
+    _check_key_principal(principal, body.principal)
     for scope in body.scopes:
         if not principal.has_scope(scope):
             raise PermissionDeniedError(
@@ -92,6 +106,26 @@ def _tenant_for_new_key(principal: Principal, requested: str | None) -> str | No
             code="tenant_mismatch",
         )
     return principal.tenant
+
+
+def _check_key_principal(creator: Principal, requested: str | None) -> None:
+    if requested is None or requested == creator.subject:
+        return
+    if requested.startswith(KEY_SUBJECT_PREFIX):
+        raise InvalidRequestError(
+            f"'principal' may not start with '{KEY_SUBJECT_PREFIX}': those subjects belong "
+            "to keys without a principal.",
+            param="principal",
+            code="reserved_principal",
+        )
+    if not creator.has_scope(IMPERSONATE_SCOPE):
+        raise PermissionDeniedError(
+            f"A key that acts as another principal ('{requested}') needs the "
+            f"'{IMPERSONATE_SCOPE}' scope; leave 'principal' out for a key of its own, or "
+            "name yourself.",
+            param="principal",
+            code="impersonation_not_allowed",
+        )
 
 
 def _expiry(expires_at: int | None) -> datetime | None:

@@ -28,6 +28,7 @@ from spine.storage.limits import (
     CounterState,
     admit,
     authenticate_and_admit,
+    principal_counter_subject,
     settle,
 )
 
@@ -98,7 +99,7 @@ def counters_for(
     # A key whose overrides came with it is resolved here (no database read when
     # nothing is limited); one whose overrides are unknown lets spine_admit read them.
     return _counters(
-        f"principal:{principal.subject}",
+        principal_counter_subject(principal.tenant, principal.subject),
         principal.limits,
         settings,
         entry,
@@ -283,9 +284,13 @@ def _refusal(state: CounterState, principal: Principal) -> RateLimitError:
             retry_after=wait,
         )
     headers = _headers_for(state, metric) if metric in ("requests", "tokens") else {}
-    scope = state.request.subject.replace("principal:", "principal ", 1).replace(
-        "model:", "model ", 1
-    )
+    subject = state.request.subject
+    if subject.startswith("model:"):
+        scope = "model " + subject.removeprefix("model:")
+    else:
+        scope = f"principal '{principal.subject}'" + (
+            f" of tenant '{principal.tenant}'" if principal.tenant else ""
+        )
     unit = "requests per minute" if metric == "requests" else "tokens per minute"
     return RateLimitError(
         f"Rate limit reached for {scope} on {unit}: limit {int(state.limit)}, used "

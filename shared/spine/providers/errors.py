@@ -43,6 +43,9 @@ from spine.errors import (
     UpstreamError,
     UpstreamTimeoutError,
 )
+from spine.observability import get_logger
+
+_logger = get_logger(__name__)
 
 
 class UpstreamAuthenticationError(UpstreamError):
@@ -171,7 +174,21 @@ def upstream_unreachable(provider: str, reason: str) -> UpstreamError:
 
 def upstream_bad_response(provider: str, reason: str) -> UpstreamError:
     return UpstreamError(
-        f"The upstream provider '{provider}' sent an answer Spine cannot read: {reason}",
+        f"The upstream provider '{provider}' sent an answer Spine cannot read: {_brief(reason)}",
         provider=provider,
         code="upstream_bad_response",
     )
+
+
+_VALIDATOR_SUMMARY = re.compile(r"^\d+ validation errors? for \S+")
+_MAX_REASON = 200
+
+
+def _brief(reason: str) -> str:
+    """One short line for the client: a parser's report (pydantic's lists every field,
+    internal model names and a link) is summed up; the whole of it is logged."""
+    if _VALIDATOR_SUMMARY.match(reason):
+        _logger.warning("upstream answer unreadable", extra={"detail": reason[:2000]})
+        return "its fields do not have the expected types or shape"
+    first = (reason.strip().splitlines() or ["unknown error"])[0]
+    return first if len(first) <= _MAX_REASON else first[: _MAX_REASON - 1] + "…"

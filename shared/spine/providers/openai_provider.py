@@ -337,6 +337,13 @@ class OpenAIProvider(ChatProvider):
 
     def _text_chunk(self, event: object) -> dict[str, Any]:
         chunk = self._event_object(event)
+        choices = _objects(chunk.get("choices"))
+        if any("text" not in choice for choice in choices):
+            # Another API's chunk (chat's `delta`): read as "" it would stream an empty
+            # answer with a 200, where the same JSON answer is refused.
+            raise upstream_bad_response(
+                self.kind.value, "a streamed text completion chunk without 'text' in its choices"
+            )
         return {
             "id": chunk.get("id"),
             "object": "text_completion",
@@ -350,7 +357,7 @@ class OpenAIProvider(ChatProvider):
                     "logprobs": None,
                     "finish_reason": _chunk_finish_reason(choice.get("finish_reason")),
                 }
-                for choice in _objects(chunk.get("choices"))
+                for choice in choices
             ],
             "usage": _chunk_usage(chunk.get("usage")),
         }

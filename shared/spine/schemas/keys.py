@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 _Usd = Annotated[Decimal, Field(ge=0, lt=Decimal(10) ** 12, decimal_places=6)]
 _Count = Annotated[int, Field(ge=0, le=2**31 - 1)]
 _Text = Annotated[str, Field(min_length=1, max_length=200)]
+MAX_UNIX_SECONDS = 253_402_300_800  # 10000-01-01T00:00:00Z
 
 
 class _Strict(BaseModel):
@@ -39,8 +40,9 @@ class KeyCreate(_Strict):
         default_factory=list, max_length=50
     )
     tier: Annotated[str, Field(min_length=1, max_length=50)] = "standard"
-    # Unix seconds, like every timestamp of OpenAI's API.
-    expires_at: Annotated[int, Field(gt=0, lt=2**40)] | None = None
+    # Unix seconds, like every timestamp of OpenAI's API; before year 10000 (what
+    # Python's datetime can hold).
+    expires_at: Annotated[int, Field(gt=0, lt=MAX_UNIX_SECONDS)] | None = None
     limits: KeyLimitsBody | None = None
 
 

@@ -10,7 +10,15 @@ from __future__ import annotations
 import time
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    field_validator,
+    model_validator,
+)
 
 FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "function_call"]
 
@@ -120,31 +128,35 @@ class ResponseFormat(_Strict):
 
 
 class StreamOptions(_Strict):
-    include_usage: bool | None = None
+    include_usage: StrictBool | None = None
 
 
 class SamplingParams(_Strict):
-    """Sampling fields shared by chat and text completions."""
+    """Sampling fields shared by chat and text completions. Numbers and booleans are
+    strict, as in OpenAI's API: `"max_tokens": "10"` or `true` is a 400 naming the
+    field, never 10 or 1."""
 
-    temperature: Annotated[float, Field(ge=0, le=2)] | None = None
-    top_p: Annotated[float, Field(ge=0, le=1)] | None = None
-    max_tokens: Annotated[int, Field(ge=1)] | None = None
-    presence_penalty: Annotated[float, Field(ge=-2, le=2)] | None = None
-    frequency_penalty: Annotated[float, Field(ge=-2, le=2)] | None = None
-    seed: int | None = None
+    temperature: Annotated[float, Field(ge=0, le=2, strict=True)] | None = None
+    top_p: Annotated[float, Field(ge=0, le=1, strict=True)] | None = None
+    max_tokens: Annotated[int, Field(ge=1, strict=True)] | None = None
+    presence_penalty: Annotated[float, Field(ge=-2, le=2, strict=True)] | None = None
+    frequency_penalty: Annotated[float, Field(ge=-2, le=2, strict=True)] | None = None
+    seed: StrictInt | None = None
     stop: str | list[str] | None = None
-    n: Annotated[int, Field(ge=1, le=1)] | None = None  # one choice per call, as most providers
-    logit_bias: dict[str, Annotated[float, Field(ge=-100, le=100)]] | None = None
+    n: Annotated[int, Field(ge=1, le=1, strict=True)] | None = (
+        None  # one choice per call, as most providers
+    )
+    logit_bias: dict[str, Annotated[float, Field(ge=-100, le=100, strict=True)]] | None = None
     user: str | None = Field(default=None, max_length=256)
-    stream: bool | None = None
+    stream: StrictBool | None = None
     stream_options: StreamOptions | None = None
     # llama.cpp samplers (provider 'llamacpp' / 'openai_compatible' only).
-    top_k: Annotated[int, Field(ge=0)] | None = None
-    min_p: Annotated[float, Field(ge=0, le=1)] | None = None
-    repeat_penalty: Annotated[float, Field(ge=0)] | None = None
+    top_k: Annotated[int, Field(ge=0, strict=True)] | None = None
+    min_p: Annotated[float, Field(ge=0, le=1, strict=True)] | None = None
+    repeat_penalty: Annotated[float, Field(ge=0, strict=True)] | None = None
     mirostat: Literal[0, 1, 2] | None = None
-    mirostat_tau: Annotated[float, Field(ge=0)] | None = None
-    mirostat_eta: Annotated[float, Field(ge=0)] | None = None
+    mirostat_tau: Annotated[float, Field(ge=0, strict=True)] | None = None
+    mirostat_eta: Annotated[float, Field(ge=0, strict=True)] | None = None
     grammar: str | None = None
 
     @field_validator("stop")
@@ -169,15 +181,15 @@ LLAMACPP_ONLY_PARAMS = frozenset(
 class ChatCompletionRequest(SamplingParams):
     model: str = Field(min_length=1, max_length=256)
     messages: list[ChatMessage] = Field(min_length=1)
-    max_completion_tokens: Annotated[int, Field(ge=1)] | None = None
+    max_completion_tokens: Annotated[int, Field(ge=1, strict=True)] | None = None
     tools: list[Tool] | None = None
     tool_choice: Literal["none", "auto", "required"] | dict[str, Any] | None = None
-    parallel_tool_calls: bool | None = None
+    parallel_tool_calls: StrictBool | None = None
     response_format: ResponseFormat | None = None
-    logprobs: bool | None = None
-    top_logprobs: Annotated[int, Field(ge=0, le=20)] | None = None
+    logprobs: StrictBool | None = None
+    top_logprobs: Annotated[int, Field(ge=0, le=20, strict=True)] | None = None
     metadata: dict[str, str] | None = None
-    store: bool | None = None
+    store: StrictBool | None = None
     reasoning_effort: Literal["minimal", "low", "medium", "high"] | None = None
     # Spine extension: append this exchange to a stored chat session.
     session_id: str | None = None
@@ -190,9 +202,9 @@ class CompletionRequest(SamplingParams):
     model: str = Field(min_length=1, max_length=256)
     prompt: str | list[str] = Field(min_length=1)
     suffix: str | None = None
-    echo: bool | None = None
-    best_of: Annotated[int, Field(ge=1, le=1)] | None = None
-    logprobs: Annotated[int, Field(ge=0, le=5)] | None = None
+    echo: StrictBool | None = None
+    best_of: Annotated[int, Field(ge=1, le=1, strict=True)] | None = None
+    logprobs: Annotated[int, Field(ge=0, le=5, strict=True)] | None = None
 
     @field_validator("prompt")
     @classmethod

@@ -48,6 +48,7 @@ class UsageQuery(BaseModel):
     model: Annotated[str, Field(min_length=1, max_length=256)] | None = None
     key: uuid.UUID | None = None
     principal: Annotated[str, Field(min_length=1, max_length=256)] | None = None
+    tenant: Annotated[str, Field(min_length=1, max_length=256)] | None = None
     group_by: list[str] = Field(default_factory=lambda: list(BREAKDOWNS))
     limit: Annotated[int, Field(ge=1, le=MAX_PAGE_SIZE)] = 100
     offset: Annotated[int, Field(ge=0, le=MAX_OFFSET)] = 0

@@ -88,9 +88,29 @@ def reset() -> None:
             slot.conn.pgconn.finish()
 
 
+# Seconds a client is told to wait after a 503 for the database (a restart or
+# failover takes a few).
+RETRY_AFTER_SECONDS = 2
+
+# libpq's messages name the host or socket path, the user and the database: they go
+# to the log, and the client (and the CLI) see one of these causes instead.
+_CAUSES = (
+    ("refused", "connection refused"),
+    ("no such file or directory", "no server is listening"),
+    ("terminating connection", "the server shut the connection down"),
+    ("shutting down", "the server is shutting down"),
+    ("starting up", "the server is starting up"),
+    ("authentication failed", "authentication failed"),
+    ("does not exist", "the database or role does not exist"),
+    ("too many", "too many connections"),
+)
+
+
 def unavailable(exc: BaseException) -> ServiceUnavailableError:
-    """The 503 for a driver error; the first line of libpq's message says why (it
-    never contains the password)."""
+    """The 503 for a driver error, naming its cause without the server's address,
+    user or password (libpq's message stays in `__cause__`, which the HTTP layer
+    logs)."""
+    lowered = str(exc).lower()
     if isinstance(exc, TimeoutError | psycopg.errors.ConnectionTimeout):
         reason = "connection timed out"
     elif isinstance(exc, psycopg.ProgrammingError):
@@ -98,10 +118,22 @@ def unavailable(exc: BaseException) -> ServiceUnavailableError:
         # the password, so say only what is wrong.
         reason = "invalid connection string (check DATABASE_URL)"
     else:
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-    error = ServiceUnavailableError(f"database unavailable: {reason}", code="database_unavailable")
+        reason = next((cause for word, cause in _CAUSES if word in lowered), "connection lost")
+    error = ServiceUnavailableError(
+        f"database unavailable: {reason}",
+        code="database_unavailable",
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
     error.__cause__ = exc
     return error
+
+
+def as_service_error(exc: BaseException) -> ServiceUnavailableError | None:
+    """The 503 for an error of the database link that reached the HTTP layer (a
+    statement on a connection that died), else None. Installed by spine.api.app."""
+    if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
+        return unavailable(exc)
+    return None
 
 
 async def connect(url: str, *, connect_timeout: float) -> Connection:

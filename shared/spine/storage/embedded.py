@@ -78,7 +78,21 @@ def stop(data_dir: str | Path) -> None:
     with _lock:
         server = _started.pop(path, None)
     if server is not None:
+        _follow_restarts(server, path)
         server.cleanup()
+
+
+def _follow_restarts(server: Any, path: Path) -> None:
+    """Point the handle at the postmaster running now. pgserver remembers the one
+    it found at start and stops only that one: a server restarted meanwhile (stopped
+    by hand, then started again by `spine migrate` or a test) would be left running
+    when the last handle goes. Relies on pgserver 0.1.4 internals, like
+    `_forget_dead_handles`."""
+    from pgserver.utils import PostmasterInfo
+
+    running = PostmasterInfo.read_from_pgdata(path)
+    if running is not None and running.is_running():
+        server._postmaster_info = running
 
 
 def _import_pgserver() -> Any:

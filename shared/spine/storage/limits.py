@@ -18,7 +18,7 @@ from psycopg.rows import dict_row
 
 from spine.storage.api_keys import LAST_USED_RESOLUTION, ApiKeyRow, hash_key
 from spine.storage.db import Connection
-from spine.storage.usage import INSERT_USAGE, UsageRecord, record_usage, usage_params
+from spine.storage.usage import INSERT_USAGE, UsageRecord, usage_params
 
 Metric = str  # 'requests' | 'tokens' | 'usd_day' | 'usd_month'
 
@@ -61,6 +61,14 @@ SELECT * FROM spine_authenticate_admit(
 # Windows that ended this long ago are deleted; settlement of a request that
 # straddled a window boundary still finds its row.
 EXPIRY_GRACE = "1 hour"
+
+
+def principal_counter_subject(tenant: str | None, subject: str) -> str:
+    """The counter key of a principal: its tenant and subject, length-prefixed so no
+    two (tenant, subject) pairs share a key (migrations/0008's spine_principal_subject
+    builds the same string)."""
+    scope = tenant or ""
+    return f"principal:{len(scope)}:{scope}:{subject}"
 
 
 @dataclass(frozen=True)
@@ -141,7 +149,7 @@ async def authenticate_and_admit(
         return None, []
     first = rows[0]
     key = ApiKeyRow(**{name: first[name] for name in ApiKeyRow.__dataclass_fields__})
-    subject = f"principal:{key.principal or f'key:{key.id}'}"
+    subject = principal_counter_subject(key.tenant, key.principal or f"key:{key.id}")
     states = [
         CounterState(
             request=_with_subject(ordered[row["counter_index"] - 1], subject),
@@ -206,19 +214,33 @@ async def delete_expired(conn: Connection, *, batch: int = 1000) -> int:
 
 
 # The settlement and the ledger row in one statement: one round trip after the call,
-# and the two agree (both written or neither).
-_SETTLE_AND_RECORD = f"WITH settled AS ({_SETTLE}) {INSERT_USAGE}"
+# and the two agree (both written or neither). Idempotent: the counters move only
+# when the row is new, so a write retried after a lost connection, or replayed from
+# the spool (spine.usage.spool), never bills or counts a request twice. Returns 1
+# when the row was written now, 0 when it was there already.
+_RECORD_AND_SETTLE = f"""
+WITH recorded AS ({INSERT_USAGE} RETURNING 1),
+settled AS (
+    UPDATE rate_counters AS c SET used = greatest(c.used + d.delta, 0)
+    FROM unnest(%(subjects)s::text[], %(metrics)s::text[], %(starts)s::timestamptz[],
+                %(deltas)s::numeric[]) AS d(subject, metric, window_start, delta)
+    WHERE c.subject = d.subject AND c.metric = d.metric
+      AND c.window_start = d.window_start AND EXISTS (SELECT 1 FROM recorded)
+)
+SELECT count(*) FROM recorded
+"""  # noqa: S608 - constant SQL
 
 
 async def settle_and_record_usage(
     conn: Connection, adjustments: Sequence[Adjustment], record: UsageRecord
-) -> None:
-    """`settle` and `spine.storage.usage.record_usage` in one statement."""
+) -> bool:
+    """Write the ledger row and, if it is new, apply `adjustments`: one statement.
+    True when the row was written by this call (False: it was there already)."""
     live = [a for a in adjustments if a.delta != 0]
-    if not live:
-        await record_usage(conn, record)
-        return
-    await conn.execute(_SETTLE_AND_RECORD, {**usage_params(record), **_adjustment_params(live)})
+    params = {**usage_params(record), **_adjustment_params(live)}
+    cur = await conn.execute(_RECORD_AND_SETTLE, params)
+    row = await cur.fetchone()
+    return bool(row and row[0])
 
 
 def _adjustment_params(live: Sequence[Adjustment]) -> dict[str, object]:

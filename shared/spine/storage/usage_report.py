@@ -9,6 +9,7 @@ of migration 0001:
 | filter present            | index                                   |
 | ------------------------- | --------------------------------------- |
 | principal (callers' own)  | usage_events_principal_created_at_idx   |
+| tenant (a tenant's admin) | usage_events_tenant_created_at_idx (0008) |
 | api_key_id                | usage_events_api_key_created_at_idx     |
 | model                     | usage_events_model_created_at_idx       |
 | none (admins, all usage)  | usage_events_created_at_brin            |
@@ -50,10 +51,15 @@ def _masks(breakdowns: list[Breakdown]) -> tuple[int, dict[int, Breakdown]]:
 
 @dataclass(frozen=True, kw_only=True)
 class UsageFilter:
-    """Rows with `start <= created_at < end` and every given column equal."""
+    """Rows with `start <= created_at < end` and every given column equal.
+
+    `tenant_scoped`: only rows of `tenant` (rows without a tenant when it is None);
+    otherwise rows of every tenant."""
 
     start: datetime
     end: datetime
+    tenant_scoped: bool = False
+    tenant: str | None = None
     principal: str | None = None
     api_key_id: uuid.UUID | None = None
     model: str | None = None
@@ -120,6 +126,11 @@ def report_query(
         "first": offset + 1,
         "last": offset + limit + 1,
     }
+    if where.tenant_scoped and where.tenant is None:
+        conditions.append(sql.SQL("tenant IS NULL"))
+    elif where.tenant_scoped:
+        conditions.append(sql.SQL("tenant = %(tenant)s"))
+        params["tenant"] = where.tenant
     for column, value in (
         ("principal", where.principal),
         ("api_key_id", where.api_key_id),

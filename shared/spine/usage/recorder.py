@@ -1,20 +1,24 @@
-"""Write one usage row per provider call.
+"""Write one usage row per provider call, and never lose one.
 
 A failed write never fails the client's call (the provider already answered and
-charged); it is logged and counted as a metric so an operator sees the gap.
+charged). It is retried once on a fresh connection (a restart or failover leaves
+warm containers holding dead connections); if the database stays away, the row goes
+to the spool (`spine.usage.spool`) and is written from there once it is back. The
+write is idempotent, so neither the retry nor the spool can bill a call twice.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Protocol
 
 from spine.auth.principal import Principal
 from spine.errors import SpineError
-from spine.observability import emit_metric, get_logger
+from spine.observability import get_logger
 from spine.schemas.openai import Usage
+from spine.usage.spool import FileSpool, SpooledUsage, UsageSpool, keep
 
 if TYPE_CHECKING:
     from spine.limits.admission import Reservation
@@ -48,20 +52,55 @@ class UsageRecorder(Protocol):
 
 
 class PostgresUsageRecorder:
+    def __init__(self, spool: UsageSpool | None = None) -> None:
+        self.spool = spool
+        # Whether a local spool may hold rows from earlier failures (file spools are
+        # drained by the next write that succeeds; a queue by the maintenance job).
+        self._maybe_spooled = isinstance(spool, FileSpool)
+
     async def record(self, entry: UsageEntry) -> None:
         await self.record_settling(entry, ())
 
     async def record_settling(self, entry: UsageEntry, adjustments: Sequence[Adjustment]) -> None:
-        """Write the row and apply the rate-limit `adjustments` in one round trip."""
-        from spine.storage import db
-        from spine.storage.limits import settle_and_record_usage
+        """Write the row and apply the rate-limit `adjustments` in one round trip;
+        spool both when the database cannot take them."""
+        from datetime import UTC, datetime
 
+        # The time of the call, not of a later write from the spool.
+        item = SpooledUsage(
+            replace(usage_record(entry), created_at=datetime.now(UTC)), tuple(adjustments)
+        )
         try:
-            conn = await db.connection()
-            await settle_and_record_usage(conn, adjustments, usage_record(entry))
+            await write_spooled(item)
+        except Exception as exc:
+            if keep(self.spool, item, exc):
+                self._maybe_spooled = True
+            return
+        if self._maybe_spooled:
+            await self._drain_local()
+
+    async def _drain_local(self) -> None:
+        assert self.spool is not None
+        try:
+            report = await self.spool.drain(write_spooled)
         except Exception:
-            logger.exception("usage write failed", extra={"request_id": entry.request_id})
-            emit_metric("UsageWriteFailures", 1, "Count")
+            logger.warning("usage spool drain failed; rows stay spooled", exc_info=True)
+            return
+        self._maybe_spooled = False
+        if report.written or report.already_there:
+            logger.info("usage spool drained", extra=asdict(report))
+
+
+async def write_spooled(item: SpooledUsage) -> bool:
+    """Write a spooled (or live) row idempotently, reconnecting once if the
+    connection turns out dead; True when the row is new to the ledger."""
+    from spine.storage import db
+    from spine.storage.limits import settle_and_record_usage
+
+    async def write(conn: db.Connection) -> bool:
+        return await settle_and_record_usage(conn, item.adjustments, item.record)
+
+    return await db.run(write)
 
 
 def usage_record(entry: UsageEntry) -> UsageRecord:

@@ -1,8 +1,10 @@
 """GET /v1/usage: who may see what, the time range, and the report's JSON shape.
 
-A caller sees its own usage: the ledger rows whose `principal` is its subject (an
-API key's owner, "key:<id>" for a key without one, or a JWT's user). Only a caller
-with the `admin` scope may name another `principal`, or see every caller's usage.
+A caller sees its own usage: the ledger rows of its tenant whose `principal` is its
+subject (an API key's owner, "key:<id>" for a key without one, or a JWT's user).
+Only a caller with the `admin` scope may name another `principal`, or see every
+caller's usage: an admin bound to a tenant sees that tenant's rows only, a global
+admin (no tenant) every tenant's, or one tenant's with `tenant`.
 """
 
 from __future__ import annotations
@@ -53,9 +55,18 @@ def usage_filter(query: UsageQuery, principal: Principal, *, now: datetime) -> U
             param="principal",
             code="insufficient_scope",
         )
+    global_admin = admin and principal.tenant is None
+    if query.tenant is not None and query.tenant != principal.tenant and not global_admin:
+        raise PermissionDeniedError(
+            "Reading another tenant's usage needs the 'admin' scope without a tenant.",
+            param="tenant",
+            code="insufficient_scope",
+        )
     return UsageFilter(
         start=start,
         end=end,
+        tenant_scoped=not global_admin or query.tenant is not None,
+        tenant=query.tenant if global_admin else principal.tenant,
         principal=query.principal if admin else principal.subject,
         api_key_id=query.key,
         model=query.model,
@@ -87,6 +98,7 @@ def report_body(where: UsageFilter, query: UsageQuery, report: UsageReport) -> d
         "start": _iso(where.start),
         "end": _iso(where.end),
         "filters": {
+            "tenant": where.tenant,
             "principal": where.principal,
             "key": str(where.api_key_id) if where.api_key_id else None,
             "model": where.model,

@@ -27,12 +27,13 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
+from spine.observability import bind_function
 from spine_tools.local import events
 from spine_tools.local.events import HttpRequest, HttpResponse
 from spine_tools.local.runtime import AsgiApp, Failed, FunctionRuntime, TimedOut
@@ -159,6 +160,13 @@ class _Channel:
         self.close()
 
 
+async def _named(function_name: str, running: Awaitable[None]) -> None:
+    """Run a web-adapter app in its container thread with its function's name on its
+    log lines, as Lambda's own variables give it deployed."""
+    bind_function(function_name)
+    await running
+
+
 def _resolve(future: asyncio.Future[bool], written: bool) -> None:
     if not future.done():  # cancelled when the invocation was abandoned
         future.set_result(written)
@@ -198,8 +206,10 @@ class StreamedInvocation(Response):
         # Everything is set up before the container starts, and nothing wakes this loop
         # when it does (`invocation.started` says it): work here now would only hold
         # the GIL the container needs.
+        spec = self.runtime.spec
         future, invocation = self.runtime.submit_asgi(
-            lambda app: channel.run(app, app_scope, body), on_start=_nothing
+            lambda app: _named(spec.function_name, channel.run(app, app_scope, body)),
+            on_start=_nothing,
         )
         outcome = asyncio.wrap_future(future)
         try:

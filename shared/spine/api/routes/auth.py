@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from spine.api.body import parse_body
 from spine.api.deps import StateDep
+from spine.api.openapi import json_body
 from spine.auth.api_keys import authenticate_api_key
 from spine.auth.authenticate import bearer_token
 from spine.auth.jwt import issue_token
@@ -31,7 +32,7 @@ class TokenRequest(BaseModel):
     scopes: list[Annotated[str, Field(min_length=1, max_length=200)]] | None = None
 
 
-@router.post("/v1/auth/token")
+@router.post("/v1/auth/token", openapi_extra=json_body(TokenRequest, required=False))
 async def create_token(request: Request, state: StateDep) -> JSONResponse:
     token = bearer_token(request.headers.get("authorization"))
     prefix = state.settings.auth.api_key_prefix

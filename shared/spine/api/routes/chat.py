@@ -8,6 +8,7 @@ from fastapi.responses import JSONResponse, Response
 from spine.api.body import parse_body
 from spine.api.cache_headers import cache_control
 from spine.api.deps import CallContextDep
+from spine.api.openapi import json_body
 from spine.api.sse import EventStreamResponse
 from spine.chat.service import CallResult, create_chat_completion, create_completion
 from spine.chat.streaming import stream_chat_completion, stream_completion
@@ -40,7 +41,7 @@ def stream_headers(result: CallResult) -> dict[str, str]:
     return headers
 
 
-@router.post("/v1/chat/completions")
+@router.post("/v1/chat/completions", openapi_extra=json_body(ChatCompletionRequest))
 async def chat_completions(request: Request, ctx: CallContextDep) -> Response:
     body = await parse_body(request, ChatCompletionRequest)
     if body.session_id is not None:
@@ -56,7 +57,7 @@ async def chat_completions(request: Request, ctx: CallContextDep) -> Response:
     return JSONResponse(response.model_dump(mode="json"), headers=call_headers(result))
 
 
-@router.post("/v1/completions")
+@router.post("/v1/completions", openapi_extra=json_body(CompletionRequest))
 async def completions(request: Request, ctx: CallContextDep) -> Response:
     body = await parse_body(request, CompletionRequest)
     cache = cache_control(request)

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict
 
 from spine.api.body import parse_body
 from spine.api.deps import StateDep, require_scope
+from spine.api.openapi import json_body, query_params
 from spine.api.query import parse_query
 from spine.auth import key_admin
 from spine.auth.principal import Principal
@@ -33,9 +34,9 @@ class ListQuery(BaseModel):
     include_revoked: bool = False
 
 
-@router.post("/v1/keys", status_code=201)
+@router.post("/v1/keys", status_code=201, openapi_extra=json_body(KeyCreate))
 async def create_key(request: Request, principal: WriterDep, state: StateDep) -> JSONResponse:
-    body = await parse_body(request, KeyCreate)
+    body = await parse_body(request, KeyCreate, stored=True)
     plaintext, row = await key_admin.create(principal, body, state.settings)
     # The only time the secret is shown; it must not sit in any cache.
     return JSONResponse(
@@ -45,7 +46,7 @@ async def create_key(request: Request, principal: WriterDep, state: StateDep) ->
     )
 
 
-@router.get("/v1/keys")
+@router.get("/v1/keys", openapi_extra=query_params(ListQuery))
 async def list_keys(request: Request, principal: ReaderDep) -> dict[str, Any]:
     query = parse_query(request, ListQuery)
     rows = await key_admin.list_keys(principal, include_revoked=query.include_revoked)
@@ -57,9 +58,9 @@ async def get_key(key_id: str, principal: ReaderDep) -> dict[str, Any]:
     return key_object(await key_admin.get(principal, key_id))
 
 
-@router.patch("/v1/keys/{key_id}")
+@router.patch("/v1/keys/{key_id}", openapi_extra=json_body(KeyUpdate))
 async def update_key(key_id: str, request: Request, principal: WriterDep) -> dict[str, Any]:
-    body = await parse_body(request, KeyUpdate)
+    body = await parse_body(request, KeyUpdate, stored=True)
     return key_object(await key_admin.update(principal, key_id, body))
 
 

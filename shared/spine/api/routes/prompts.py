@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse
 
 from spine.api.body import parse_body
 from spine.api.deps import CallContextDep, PrincipalDep, require_scope
+from spine.api.openapi import PAGE_QUERY, json_body, query_params
 from spine.api.query import epoch, known_query, list_page, page_limit, small_int
 from spine.api.routes.chat import call_headers
 from spine.auth.principal import Principal
@@ -34,6 +35,8 @@ from spine.storage.prompts import PromptRow, PromptVersionRow
 
 router = APIRouter()
 
+VERSION_QUERY = query_params(version="a version number", label="a label")
+
 WRITE_SCOPE = "prompts:write"
 
 
@@ -44,13 +47,13 @@ WriterDep = Annotated[Principal, Depends(require_scope(WRITE_SCOPE))]
 # --- prompts ------------------------------------------------------------------------
 
 
-@router.post("/v1/prompts", status_code=201)
+@router.post("/v1/prompts", status_code=201, openapi_extra=json_body(PromptCreate))
 async def create_prompt(request: Request, principal: WriterDep) -> dict[str, Any]:
-    body = await parse_body(request, PromptCreate)
+    body = await parse_body(request, PromptCreate, stored=True)
     return prompt_object(await service.create_prompt(principal, body))
 
 
-@router.get("/v1/prompts")
+@router.get("/v1/prompts", openapi_extra=PAGE_QUERY)
 async def list_prompts(request: Request, principal: PrincipalDep) -> dict[str, Any]:
     query = known_query(request, {"limit", "after"})
     rows, has_more = await service.list_prompts(
@@ -59,7 +62,7 @@ async def list_prompts(request: Request, principal: PrincipalDep) -> dict[str, A
     return list_page([prompt_summary(row) for row in rows], has_more)
 
 
-@router.get("/v1/prompts/{ref}")
+@router.get("/v1/prompts/{ref}", openapi_extra=VERSION_QUERY)
 async def get_prompt(ref: str, request: Request, principal: PrincipalDep) -> dict[str, Any]:
     query = known_query(request, {"version", "label"})
     version = _version_number(query["version"]) if "version" in query else None
@@ -69,9 +72,9 @@ async def get_prompt(ref: str, request: Request, principal: PrincipalDep) -> dic
     return prompt_object(await service.get_prompt(principal, ref, version=version, label=label))
 
 
-@router.patch("/v1/prompts/{ref}")
+@router.patch("/v1/prompts/{ref}", openapi_extra=json_body(PromptUpdate))
 async def update_prompt(ref: str, request: Request, principal: WriterDep) -> dict[str, Any]:
-    body = await parse_body(request, PromptUpdate)
+    body = await parse_body(request, PromptUpdate, stored=True)
     view, created = await service.update_prompt(principal, ref, body)
     return {**prompt_object(view), "version_created": created}
 
@@ -85,7 +88,7 @@ async def delete_prompt(ref: str, principal: WriterDep) -> dict[str, Any]:
 # --- versions -----------------------------------------------------------------------
 
 
-@router.get("/v1/prompts/{ref}/versions")
+@router.get("/v1/prompts/{ref}/versions", openapi_extra=PAGE_QUERY)
 async def list_versions(ref: str, request: Request, principal: PrincipalDep) -> dict[str, Any]:
     query = known_query(request, {"limit", "after"})
     # Newest first, so "after" a version means older ones: numbers below it.
@@ -105,9 +108,9 @@ async def get_version(ref: str, number: str, principal: PrincipalDep) -> dict[st
     return version_object(await service.get_version(principal, ref, _version_number(number)))
 
 
-@router.post("/v1/prompts/{ref}/rollback")
+@router.post("/v1/prompts/{ref}/rollback", openapi_extra=json_body(RollbackRequest))
 async def rollback(ref: str, request: Request, principal: WriterDep) -> dict[str, Any]:
-    body = await parse_body(request, RollbackRequest)
+    body = await parse_body(request, RollbackRequest, stored=True)
     view, created = await service.rollback(principal, ref, body.version)
     return {**prompt_object(view), "version_created": created}
 
@@ -115,10 +118,10 @@ async def rollback(ref: str, request: Request, principal: WriterDep) -> dict[str
 # --- labels -------------------------------------------------------------------------
 
 
-@router.put("/v1/prompts/{ref}/labels/{label}")
+@router.put("/v1/prompts/{ref}/labels/{label}", openapi_extra=json_body(LabelRequest))
 async def set_label(ref: str, label: str, request: Request, principal: WriterDep) -> dict[str, Any]:
     checked = _label(label)
-    body = await parse_body(request, LabelRequest)
+    body = await parse_body(request, LabelRequest, stored=True)
     view = await service.set_label(principal, ref, checked, body.version)
     return {
         "object": "prompt.label",
@@ -144,7 +147,7 @@ async def delete_label(ref: str, label: str, principal: WriterDep) -> dict[str, 
 # --- render and execute -------------------------------------------------------------
 
 
-@router.post("/v1/prompts/{ref}/render")
+@router.post("/v1/prompts/{ref}/render", openapi_extra=json_body(RenderRequest))
 async def render(ref: str, request: Request, principal: PrincipalDep) -> dict[str, Any]:
     body = await parse_body(request, RenderRequest)
     rendered = await service.render_prompt(
@@ -160,7 +163,7 @@ async def render(ref: str, request: Request, principal: PrincipalDep) -> dict[st
     }
 
 
-@router.post("/v1/execute-prompt")
+@router.post("/v1/execute-prompt", openapi_extra=json_body(ExecutePromptRequest))
 async def execute_prompt(request: Request, ctx: CallContextDep) -> JSONResponse:
     body = await parse_body(request, ExecutePromptRequest)
     response, result, rendered = await service.execute_prompt(body, ctx)

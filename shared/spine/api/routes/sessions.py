@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse
 from spine.api.app import AppState
 from spine.api.body import parse_body
 from spine.api.deps import PrincipalDep, RegistryDep, StateDep, context_with
+from spine.api.openapi import PAGE_QUERY, json_body
 from spine.api.query import epoch, known_query, list_page, page_limit
 from spine.api.routes.chat import call_headers
 from spine.api.session_chat import session_headers
@@ -34,16 +35,16 @@ from spine.storage.sessions import MessageRow, SessionRow
 router = APIRouter()
 
 
-@router.post("/v1/sessions", status_code=201)
+@router.post("/v1/sessions", status_code=201, openapi_extra=json_body(SessionCreate))
 async def create_session(
     request: Request, principal: PrincipalDep, registry: RegistryDep
 ) -> dict[str, Any]:
     service.owner_of(principal)  # 401 before the body is judged
-    body = await parse_body(request, SessionCreate)
+    body = await parse_body(request, SessionCreate, stored=True)
     return session_object(await service.create_session(principal, body, registry))
 
 
-@router.get("/v1/sessions")
+@router.get("/v1/sessions", openapi_extra=PAGE_QUERY)
 async def list_sessions(request: Request, principal: PrincipalDep) -> dict[str, Any]:
     query = known_query(request, {"limit", "after"})
     rows, has_more = await service.list_sessions(
@@ -57,12 +58,12 @@ async def get_session(session_id: str, principal: PrincipalDep) -> dict[str, Any
     return session_object(await service.get_session(principal, session_id))
 
 
-@router.patch("/v1/sessions/{session_id}")
+@router.patch("/v1/sessions/{session_id}", openapi_extra=json_body(SessionUpdate))
 async def update_session(
     session_id: str, request: Request, principal: PrincipalDep, registry: RegistryDep
 ) -> dict[str, Any]:
     service.owner_of(principal)
-    body = await parse_body(request, SessionUpdate)
+    body = await parse_body(request, SessionUpdate, stored=True)
     return session_object(await service.update_session(principal, session_id, body, registry))
 
 
@@ -72,7 +73,10 @@ async def delete_session(session_id: str, principal: PrincipalDep) -> dict[str, 
     return {"id": str(deleted), "object": "chat.session.deleted", "deleted": True}
 
 
-@router.get("/v1/sessions/{session_id}/messages")
+@router.get(
+    "/v1/sessions/{session_id}/messages",
+    openapi_extra=PAGE_QUERY,
+)
 async def list_messages(
     session_id: str, request: Request, principal: PrincipalDep
 ) -> dict[str, Any]:
@@ -83,7 +87,7 @@ async def list_messages(
     return list_page([message_object(row) for row in rows], has_more)
 
 
-@router.post("/v1/sessions/{session_id}/messages")
+@router.post("/v1/sessions/{session_id}/messages", openapi_extra=json_body(SessionMessageCreate))
 async def send_message(
     session_id: str,
     request: Request,
@@ -95,7 +99,7 @@ async def send_message(
     message; store the message and the reply together; return both and the
     completion."""
     service.owner_of(principal)
-    body = await parse_body(request, SessionMessageCreate)
+    body = await parse_body(request, SessionMessageCreate, stored=True)
     loaded = await service.load_session(
         principal, session_id, history=state.settings.limits.max_messages
     )

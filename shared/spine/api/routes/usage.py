@@ -8,6 +8,7 @@ from fastapi import APIRouter, Request
 
 from spine.api.body import parse_body
 from spine.api.deps import PrincipalDep, RegistryDep, StateDep
+from spine.api.openapi import json_body, query_params
 from spine.api.query import parse_query
 from spine.schemas.usage import EstimateCostRequest, UsageQuery
 from spine.usage.estimate import estimate_cost
@@ -17,7 +18,7 @@ from spine.usage.report import read_usage
 router = APIRouter()
 
 
-@router.get("/v1/usage")
+@router.get("/v1/usage", openapi_extra=query_params(UsageQuery))
 async def usage(request: Request, principal: PrincipalDep) -> dict[str, Any]:
     query = parse_query(request, UsageQuery)
     return await read_usage(query, principal)
@@ -33,7 +34,7 @@ async def model_pricing(model_id: str, registry: RegistryDep, _: PrincipalDep) -
     return resolved_price_object(registry.resolve(model_id))
 
 
-@router.post("/v1/estimate-cost")
+@router.post("/v1/estimate-cost", openapi_extra=json_body(EstimateCostRequest))
 async def estimate(
     request: Request, registry: RegistryDep, state: StateDep, _: PrincipalDep
 ) -> dict[str, Any]:
