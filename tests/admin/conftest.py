@@ -207,7 +207,11 @@ def browser(stack: Stack) -> Iterator[Any]:
     if not CHROMIUM.is_file():
         _missing(f"{CHROMIUM} is missing: `make chromium` installs Debian's chromium")
     os.environ.setdefault("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
+
+    # Assertions wait up to 15 s (Playwright's default is 5): the suite shares two
+    # cores with the worker's engine and the other tests' servers.
+    expect.set_options(timeout=15_000)
 
     with sync_playwright() as playwright:
         # launch() gives every run a fresh, temporary user-data-dir.
