@@ -55,3 +55,54 @@ export function useLoad<T>(load: (signal: AbortSignal) => Promise<T>, deps: unkn
 
   return { data, error, loading, reload };
 }
+
+export interface Paged<T> {
+  items: T[];
+  error: Error | null;
+  loading: boolean;
+  hasMore: boolean;
+  loadMore: () => void;
+  reload: () => void;
+}
+
+// An OpenAI-shaped list read page by page (`after` = the last id of the page before).
+export function usePaged<T extends { id: string }>(
+  fetchPage: (after: string | null, signal: AbortSignal) => Promise<{ data: T[]; has_more: boolean }>,
+  deps: unknown[],
+): Paged<T> {
+  const [items, setItems] = useState<T[]>([]);
+  const [after, setAfter] = useState<string | null>(null);
+  const [hasMore, setHasMore] = useState(false);
+  const first = useLoad((signal) => fetchPage(null, signal), deps);
+  const [more, setMore] = useState<{ loading: boolean; error: Error | null }>({ loading: false, error: null });
+
+  useEffect(() => {
+    if (!first.data) return;
+    setItems(first.data.data);
+    setHasMore(first.data.has_more);
+    setAfter(first.data.data.at(-1)?.id ?? null);
+  }, [first.data]);
+
+  const loadMore = useCallback(() => {
+    if (!after) return;
+    setMore({ loading: true, error: null });
+    fetchPage(after, new AbortController().signal)
+      .then((page) => {
+        setItems((current) => [...current, ...page.data]);
+        setHasMore(page.has_more);
+        setAfter(page.data.at(-1)?.id ?? after);
+        setMore({ loading: false, error: null });
+      })
+      .catch((err: unknown) => setMore({ loading: false, error: err instanceof Error ? err : new Error(String(err)) }));
+    // `fetchPage` is a new closure each render; `after` is what a new page depends on.
+  }, [after]);
+
+  return {
+    items,
+    error: first.error ?? more.error,
+    loading: first.loading || more.loading,
+    hasMore,
+    loadMore,
+    reload: first.reload,
+  };
+}

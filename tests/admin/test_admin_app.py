@@ -437,3 +437,28 @@ def test_an_api_error_is_shown_with_its_message(page: Any, stack: Stack) -> None
     alert = page.get_by_role("alert")
     expect(alert).to_contain_text("(400)")
     expect(alert).to_contain_text("'end' must be after 'start'")
+
+
+def test_long_lists_load_page_by_page(page: Any, stack: Stack) -> None:
+    # Given 53 sessions and 103 prompts of one principal (pages of 50 and 100)
+    key = stack.new_key("many", ["prompts:write"], principal="many@example.com")
+    for n in range(53):
+        made = stack.api("POST", "/v1/sessions", key, {"model": "gpt-test", "title": f"s{n}"})
+        assert made.status_code == 201, made.text
+    for n in range(103):
+        made = stack.api("POST", "/v1/prompts", key, {"slug": f"p{n:03d}", "template": "x"})
+        assert made.status_code == 201, made.text
+    login(page, stack, key)
+    page.get_by_role("link", name="Chat").click()
+    sessions = page.get_by_test_id("sessions").locator("li")
+    expect(sessions).to_have_count(50)
+    page.get_by_role("button", name="Load more").click()
+    expect(sessions).to_have_count(53)
+    expect(page.get_by_role("button", name="Load more")).to_have_count(0)
+    page.get_by_role("link", name="Prompts").click()
+    prompts = page.get_by_test_id("prompt-list").locator("li")
+    expect(prompts).to_have_count(100)
+    page.get_by_role("button", name="Load more").click()
+    expect(prompts).to_have_count(103)
+    page.get_by_label("Search prompts").fill("p10")
+    expect(prompts).to_have_count(3)  # p100, p101, p102

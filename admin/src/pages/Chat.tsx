@@ -1,9 +1,9 @@
 import { type FormEvent, useEffect, useMemo, useRef, useState } from "react";
 
-import { api, ApiError, get, rawRequest } from "../api";
+import { api, ApiError, get, query, rawRequest } from "../api";
 import { Empty, ErrorBox, Loading } from "../components/Status";
 import { count, usd } from "../format";
-import { useLoad } from "../hooks";
+import { useLoad, usePaged } from "../hooks";
 import { renderMarkdown } from "../markdown";
 import { readEvents } from "../sse";
 import type { ChatSession, Me, ModelInfo, Page, SessionMessage } from "../types";
@@ -41,7 +41,10 @@ function costOf(model: ModelInfo | undefined, prompt: number, completion: number
 
 export default function Chat(_: { me: Me }) {
   const models = useLoad((signal) => get<Page<ModelInfo>>("/v1/models", signal), []);
-  const sessions = useLoad((signal) => get<Page<ChatSession>>("/v1/sessions?limit=50", signal), []);
+  const sessions = usePaged<ChatSession>(
+    (after, signal) => get<Page<ChatSession>>(`/v1/sessions${query({ limit: 50, after })}`, signal),
+    [],
+  );
   const [sessionId, setSessionId] = useState<string | null>(null);
   const [model, setModel] = useState<string>("");
   const [turns, setTurns] = useState<Turn[]>([]);
@@ -199,11 +202,11 @@ export default function Chat(_: { me: Me }) {
             New chat
           </button>
         </div>
-        {sessions.loading && !sessions.data ? <Loading what="sessions" /> : null}
+        {sessions.loading && sessions.items.length === 0 ? <Loading what="sessions" /> : null}
         {sessions.error ? <ErrorBox error={sessions.error} retry={sessions.reload} /> : null}
-        {sessions.data && sessions.data.data.length === 0 ? <Empty>No sessions yet.</Empty> : null}
+        {!sessions.loading && sessions.items.length === 0 ? <Empty>No sessions yet.</Empty> : null}
         <ul className="session-list" data-testid="sessions">
-          {(sessions.data?.data ?? []).map((s) => (
+          {sessions.items.map((s) => (
             <li key={s.id} className={s.id === sessionId ? "current" : undefined}>
               <button type="button" className="link" onClick={() => void open(s)} aria-current={s.id === sessionId ? "true" : undefined}>
                 {s.title ?? "untitled"}
@@ -222,6 +225,11 @@ export default function Chat(_: { me: Me }) {
             </li>
           ))}
         </ul>
+        {sessions.hasMore ? (
+          <button type="button" className="small secondary" onClick={sessions.loadMore} aria-busy={sessions.loading}>
+            Load more
+          </button>
+        ) : null}
       </aside>
       <div className="conversation">
         <label>

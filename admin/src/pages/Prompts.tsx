@@ -1,11 +1,11 @@
 import { diffLines } from "diff";
 import { type FormEvent, useEffect, useMemo, useState } from "react";
 
-import { api, get } from "../api";
+import { api, get, query } from "../api";
 import { can } from "../auth";
 import { Empty, ErrorBox, Loading } from "../components/Status";
 import { when } from "../format";
-import { useLoad } from "../hooks";
+import { useLoad, usePaged } from "../hooks";
 import { renderMarkdown } from "../markdown";
 import type { Me, ModelInfo, Page, Prompt, PromptVersion } from "../types";
 
@@ -21,13 +21,16 @@ function failure(err: unknown): Error {
 }
 
 export default function Prompts({ me }: { me: Me }) {
-  const list = useLoad((signal) => get<Page<Prompt>>("/v1/prompts?limit=100", signal), []);
+  const list = usePaged<Prompt>(
+    (after, signal) => get<Page<Prompt>>(`/v1/prompts${query({ limit: 100, after })}`, signal),
+    [],
+  );
   const [search, setSearch] = useState("");
   const [selected, setSelected] = useState<string | null>(null);
   const [creating, setCreating] = useState(false);
   const writer = can(me, "prompts:write");
 
-  const shown = (list.data?.data ?? []).filter((p) =>
+  const shown = list.items.filter((p) =>
     `${p.slug ?? ""} ${p.name ?? ""} ${p.description ?? ""}`.toLowerCase().includes(search.toLowerCase()),
   );
 
@@ -53,9 +56,9 @@ export default function Prompts({ me }: { me: Me }) {
       <div className="split">
         <div>
           <input type="search" placeholder="Search prompts" aria-label="Search prompts" value={search} onChange={(e) => setSearch(e.target.value)} />
-          {list.loading && !list.data ? <Loading what="prompts" /> : null}
+          {list.loading && list.items.length === 0 ? <Loading what="prompts" /> : null}
           {list.error ? <ErrorBox error={list.error} retry={list.reload} /> : null}
-          {list.data && shown.length === 0 ? <Empty>{search ? "No prompt matches." : "No prompts yet."}</Empty> : null}
+          {!list.loading && shown.length === 0 ? <Empty>{search ? "No prompt matches." : "No prompts yet."}</Empty> : null}
           <ul className="picker" data-testid="prompt-list">
             {shown.map((p) => (
               <li key={p.id}>
@@ -66,6 +69,11 @@ export default function Prompts({ me }: { me: Me }) {
               </li>
             ))}
           </ul>
+          {list.hasMore ? (
+            <button type="button" className="small secondary" onClick={list.loadMore} aria-busy={list.loading}>
+              Load more
+            </button>
+          ) : null}
         </div>
         <div>{selected ? <PromptDetail key={selected} id={selected} writer={writer} onChanged={list.reload} /> : <Empty>Pick a prompt.</Empty>}</div>
       </div>
