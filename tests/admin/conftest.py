@@ -259,9 +259,10 @@ def login(page: Any, stack: Stack, key: str) -> None:
     page.get_by_test_id("whoami").wait_for()
 
 
-def screenshot(page: Any, name: str) -> None:
+def screenshot(page: Any, name: str, *, hide: list[Any] | None = None) -> None:
+    """A full-page PNG; `hide` covers locators (a key shown once) with a box."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True, mask=hide or [])
 
 
 def session_storage(page: Any) -> dict[str, str]:

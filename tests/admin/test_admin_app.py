@@ -212,7 +212,7 @@ def test_key_created_used_revoked_refused(page: Any, stack: Stack) -> None:
     page.get_by_role("button", name="Create key").click()
     new_key = page.get_by_test_id("new-key").inner_text()
     assert new_key.startswith("sk-spine-")
-    screenshot(page, "keys")
+    screenshot(page, "keys", hide=[page.get_by_test_id("new-key")])
     # And it works
     assert stack.api("GET", "/v1/models", new_key).status_code == 200
     # When it is revoked from the list

@@ -75,7 +75,7 @@ export default function Keys({ me }: { me: Me }) {
                 <tr key={key.id} data-testid={`key-${key.name}`}>
                   <td>{key.name}</td>
                   <td>
-                    <code>{key.prefix}…</code>
+                    <code>{key.prefix}</code>
                   </td>
                   <td>{key.principal ?? "—"}</td>
                   <td>{key.scopes.join(", ") || "—"}</td>
