@@ -19,13 +19,14 @@ SAM_CLI_VENV := $(CACHE_DIR)/aws-sam-cli-$(SAM_CLI_VERSION)
 export SPINE_SAM := $(SAM_CLI_VENV)/bin/sam
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: help dev test install engine sam-cli rehearsal lint typecheck format unit bench clean
+.PHONY: help dev test install engine sam-cli rehearsal admin chromium lint typecheck format unit bench bench-admin clean
 
 help:
 	@echo "make dev    - install everything, start Postgres, the worker and the API on :3000"
 	@echo "make test   - install everything and run lint, type checks and every test"
 	@echo "make rehearsal - sam validate --lint, sam build (Lambda and host) and the built stack's tests"
-	@echo "make lint | typecheck | format | bench | clean"
+	@echo "make admin  - build the admin web app (admin/dist), served at /admin/"
+	@echo "make lint | typecheck | format | bench | bench-admin | clean"
 
 # The virtualenv follows uv.lock exactly (--frozen: never re-resolve here).
 .venv/.synced: pyproject.toml uv.lock
@@ -61,7 +62,30 @@ rehearsal: install sam-cli
 	"$(SPINE_SAM)" validate --lint --template template.yaml
 	POWERTOOLS_METRICS_DISABLED=true SPINE_REQUIRE_SAM=1 $(UV) run --frozen pytest tests/deploy
 
-dev: install engine
+
+# The admin web app: npm ci when the lockfile changed, vite build when a source did.
+ADMIN_SOURCES := $(shell find admin/src -type f 2>/dev/null) admin/index.html \
+	admin/vite.config.ts admin/tsconfig.json
+
+admin/node_modules/.installed: admin/package.json admin/package-lock.json
+	cd admin && npm ci --no-audit --no-fund
+	@touch $@
+
+admin/dist/index.html: admin/node_modules/.installed $(ADMIN_SOURCES)
+	cd admin && npm run build
+	@touch $@
+
+admin: admin/dist/index.html
+
+# The browser tests drive Debian's Chromium (Playwright never downloads a browser).
+CHROMIUM ?= /usr/bin/chromium
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+chromium:
+	@test -x $(CHROMIUM) || { echo "installing Debian's chromium"; \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null; }
+
+dev: install engine admin
 	$(UV) run --frozen spine dev
 
 lint: install
@@ -78,11 +102,12 @@ format: install
 
 # SPINE_REQUIRE_ENGINE: the engine tests fail, rather than skip, if the build is missing.
 # SPINE_REQUIRE_SAM: the deploy rehearsal (tests/deploy) fails, rather than skips,
-# without the SAM CLI.
-test: install engine sam-cli lint typecheck
+# without the SAM CLI. SPINE_REQUIRE_BROWSER: the browser tests fail, rather than
+# skip, without Chromium.
+test: install engine sam-cli admin chromium lint typecheck
 	"$(SPINE_SAM)" validate --lint --template template.yaml
 	POWERTOOLS_METRICS_DISABLED=true SPINE_REQUIRE_ENGINE=1 SPINE_REQUIRE_SAM=1 \
-		$(UV) run --frozen pytest
+		SPINE_REQUIRE_BROWSER=1 SPINE_CHROMIUM=$(CHROMIUM) $(UV) run --frozen pytest
 
 unit: install
 	POWERTOOLS_METRICS_DISABLED=true $(UV) run --frozen pytest tests/unit
@@ -90,8 +115,12 @@ unit: install
 bench: install engine
 	$(UV) run --frozen python tests/benchmarks/bench_gateway.py
 
+# First load of the admin dashboard in headless Chromium (docs/admin.md).
+bench-admin: install engine admin chromium
+	$(UV) run --frozen python tests/benchmarks/bench_admin.py
+
 clean:
-	rm -rf .venv .pytest_cache .mypy_cache .ruff_cache .aws-sam
+	rm -rf .venv .pytest_cache .mypy_cache .ruff_cache .aws-sam admin/node_modules admin/dist
 
 # `sam build` builds the layer and every function through these targets (BuildMethod:
 # makefile).

@@ -15,6 +15,7 @@ SNAPSTART = {
     "AuthFunction",
     "UsageFunction",
     "HealthFunction",
+    "AdminFunction",
 }
 WITHOUT = {"ChatFunction", "MaintenanceFunction", "MigrationsFunction"}
 

@@ -17,6 +17,7 @@ import threading
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 from openai import OpenAI
 
@@ -114,6 +115,14 @@ def test_make_dev_stack_answers_the_openai_client_and_stops_clean(tmp_path: Path
         assert "Paris" in (answer.choices[0].message.content or "")
         assert answer.usage is not None and answer.usage.completion_tokens > 0
         assert {m.id for m in client.models.list()} >= {"smollm2-135m", "default"}
+
+        # And the admin app's address is printed and served with its CSP (when built)
+        admin_url = f"http://127.0.0.1:{api_port}/admin/"
+        assert f"Admin app: {admin_url}" in text
+        if (REPO / "admin" / "dist" / "index.html").is_file():
+            page = httpx.get(admin_url)
+            assert page.status_code == 200
+            assert "script-src 'self'" in page.headers["content-security-policy"]
     finally:
         # When Ctrl-C
         os.killpg(dev.pid, signal.SIGINT)

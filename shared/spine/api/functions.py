@@ -53,3 +53,11 @@ def health_app() -> FastAPI:
     from spine.api.routes import health
 
     return create_app("health", [health.router])
+
+
+def admin_app() -> FastAPI:
+    # The admin web app's routes: the caller's identity, the worker's model lifecycle,
+    # a models.yaml check.
+    from spine.api.routes import admin
+
+    return create_app("admin", [admin.router])

@@ -95,6 +95,7 @@ def _dev(args: argparse.Namespace) -> int:
             "\nSpine is running. In another shell:\n\n"
             f"export OPENAI_BASE_URL=http://127.0.0.1:{args.port}/v1\n"
             f"export OPENAI_API_KEY={key}\n\n"
+            f"Admin app: http://127.0.0.1:{args.port}/admin/ (sign in with that key)\n\n"
             "Press Ctrl-C to stop.",
             flush=True,
         )

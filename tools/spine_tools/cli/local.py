@@ -145,6 +145,7 @@ def _serve(args: argparse.Namespace) -> int:
     with Emulator(template, pool_size=args.pool_size, env_vars=env_vars) as emulator:
         for line in emulator.route_lines(f"http://{args.host}:{args.port}"):
             logger.info("%s", line)
+        logger.info("Serving the admin app at http://%s:%s/admin/", args.host, args.port)
         if not emulator.routes.routes:
             logger.warning("the template has no Api events: nothing to serve")
         if args.warm_containers == "EAGER":

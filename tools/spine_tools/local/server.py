@@ -17,6 +17,7 @@ import logging
 import time
 import uuid
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -26,6 +27,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from spine_tools.local import events
+from spine_tools.local.admin_assets import admin_routes, default_dist
 from spine_tools.local.environment import EnvironmentPlan, function_environment, patched_environ
 from spine_tools.local.events import HttpRequest, HttpResponse
 from spine_tools.local.routing import RouteMatch, RouteTable
@@ -56,8 +58,11 @@ class Emulator:
         pool_size: int = DEFAULT_POOL_SIZE,
         env_vars: Mapping[str, Mapping[str, str]] | None = None,
         gateway_timeout: float = GATEWAY_TIMEOUT_SECONDS,
+        admin_dist: Path | None = None,
     ) -> None:
         self.template = template
+        # The admin web app's build, served under /admin/ (spine_tools.local.admin_assets).
+        self.admin_dist = admin_dist if admin_dist is not None else default_dist(template.path)
         self.routes = RouteTable.from_template(template)
         self.gateway_timeout = gateway_timeout
         self.environment = EnvironmentPlan.build(
@@ -202,7 +207,12 @@ class Emulator:
                 return streamed
             return _to_starlette(await self.handle(http_request))
 
-        return Starlette(routes=[Route("/{path:path}", endpoint, methods=HTTP_METHODS)])
+        return Starlette(
+            routes=[
+                *admin_routes(self.admin_dist),
+                Route("/{path:path}", endpoint, methods=HTTP_METHODS),
+            ]
+        )
 
 
 def _to_starlette(response: HttpResponse) -> Response:
