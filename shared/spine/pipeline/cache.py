@@ -212,7 +212,9 @@ async def record_hit(
 
 def is_complete(answer: Answer) -> bool:
     """Whether the answer may be kept: every choice finished by the request's terms."""
-    return bool(answer.choices) and all(
+    # One choice: a replayed stream carries one (several come from n > 1 or several
+    # prompts, rare enough to go uncached).
+    return len(answer.choices) == 1 and all(
         choice.finish_reason in CACHEABLE_FINISH_REASONS for choice in answer.choices
     )
 

@@ -7,6 +7,7 @@ stream), and what its usage row and stream estimates read from it. The pipeline
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -23,6 +24,7 @@ from spine.schemas.openai import (
     CompletionRequest,
     SamplingParams,
     TextCompletion,
+    Usage,
 )
 
 RequestT = TypeVar("RequestT", bound=SamplingParams)
@@ -97,15 +99,52 @@ def _prepare_completion(
     )
     if streaming:
         _require_streaming(model)
+        _prompts_streamable(effective, model)
     return effective
 
 
 async def _call_completion(target: Target, request: CompletionRequest) -> TextCompletion:
-    return await get_provider(target.provider).complete(target, request)
+    """One choice per prompt. A server with its own text completions takes them all;
+    for the others each prompt is its own call, at once, and the answers are merged
+    (choices in prompt order, usage summed)."""
+    provider = get_provider(target.provider)
+    prompts = request.prompts()
+    if len(prompts) == 1 or provider.native_completions:
+        return await provider.complete(target, request)
+    answers = await asyncio.gather(
+        *(provider.complete(target, request.model_copy(update={"prompt": p})) for p in prompts)
+    )
+    return merge_completions(answers)
+
+
+def merge_completions(answers: list[TextCompletion]) -> TextCompletion:
+    first = answers[0]
+    choices = [
+        choice.model_copy(update={"index": index})
+        for index, answer in enumerate(answers)
+        for choice in answer.choices[:1]
+    ]
+    usage = Usage.of(
+        sum(a.usage.prompt_tokens for a in answers),
+        sum(a.usage.completion_tokens for a in answers),
+        cached=sum(a.usage.cached_tokens for a in answers),
+    )
+    return first.model_copy(update={"choices": choices, "usage": usage})
 
 
 def _stream_completion(target: Target, request: CompletionRequest) -> AsyncGenerator[Chunk, None]:
     return get_provider(target.provider).complete_stream(target, request)
+
+
+def _prompts_streamable(request: CompletionRequest, model: ResolvedModel) -> None:
+    if len(request.prompts()) > 1 and not get_provider(model.entry.provider).native_completions:
+        raise InvalidRequestError(
+            f"Streaming several prompts needs a server with its own text completions; "
+            f"model '{model.requested}' answers them as chat: send stream=false, or one "
+            "prompt per request.",
+            param="prompt",
+            code="unsupported_parameter",
+        )
 
 
 def _completion_prompt_bytes(request: CompletionRequest) -> int:

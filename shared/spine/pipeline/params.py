@@ -86,7 +86,19 @@ def check_chat_request(
 def check_completion_request(
     request: CompletionRequest, resolved: ResolvedModel, provider: ChatProvider
 ) -> CompletionRequest:
-    """As `check_chat_request`, for a text completion."""
+    """As `check_chat_request`, for a text completion. What only a server with its
+    own `/v1/completions` can do (echo the prompt, log probabilities, a suffix) is a
+    400 elsewhere: answering without it would silently change the answer's shape."""
+    if not provider.native_completions:
+        for name in ("echo", "logprobs", "suffix"):
+            if getattr(request, name) not in (None, False):
+                raise InvalidRequestError(
+                    f"'{name}' needs a server with its own text completions; provider "
+                    f"'{resolved.entry.provider.value}' (model '{resolved.requested}') "
+                    "answers them as chat.",
+                    param=name,
+                    code="unsupported_parameter",
+                )
     request = _fit_to_provider(request, resolved, provider)
     _check_output_limit(request.max_tokens, resolved)
     entry = resolved.entry

@@ -49,6 +49,10 @@ class ChatProvider(ABC):
     # Whether the provider speaks OpenAI's API: fields Spine does not know are
     # forwarded to it as they came (OpenAI adds fields faster than any gateway).
     speaks_openai: bool = False
+    # Whether it serves `/v1/completions` itself (llama-server and other compatible
+    # servers), with `echo`, `logprobs`, `suffix` and several prompts; the others
+    # answer one prompt as a chat turn.
+    native_completions: bool = False
 
     def unsupported_params(self, request: ChatCompletionRequest | CompletionRequest) -> list[str]:
         """Fields the request sets (to a value) that this provider would not honour."""

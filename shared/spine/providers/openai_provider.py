@@ -109,6 +109,7 @@ class OpenAIProvider(ChatProvider):
     def __init__(self, kind: ProviderKind = ProviderKind.OPENAI) -> None:
         self.kind = kind
         self.compatible = kind in (ProviderKind.LLAMACPP, ProviderKind.OPENAI_COMPATIBLE)
+        self.native_completions = self.compatible
         if self.compatible:
             # llama.cpp samplers, and `/v1/completions` fields answered natively.
             self.supported_params = _CHAT_FIELDS | _TEXT_COMPLETION_FIELDS | COMMON_PARAMS

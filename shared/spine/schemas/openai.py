@@ -261,6 +261,10 @@ class ChatCompletionRequest(SamplingParams):
         return self.max_completion_tokens or self.max_tokens
 
 
+# Prompts in one text completion request (OpenAI's legacy API takes up to 2,048).
+MAX_PROMPTS = 2048
+
+
 class CompletionRequest(SamplingParams):
     model_config = ConfigDict(extra="allow")  # as ChatCompletionRequest
 
@@ -273,13 +277,18 @@ class CompletionRequest(SamplingParams):
 
     @field_validator("prompt")
     @classmethod
-    def _single_prompt(cls, value: str | list[str]) -> str | list[str]:
-        if isinstance(value, list) and len(value) != 1:
-            raise ValueError("send one prompt per request")
+    def _prompt_count(cls, value: str | list[str]) -> str | list[str]:
+        if isinstance(value, list) and len(value) > MAX_PROMPTS:
+            raise ValueError(f"at most {MAX_PROMPTS} prompts per request")
         return value
 
+    def prompts(self) -> list[str]:
+        """Each prompt: one choice is answered per prompt, as OpenAI's legacy API does."""
+        return [self.prompt] if isinstance(self.prompt, str) else list(self.prompt)
+
     def prompt_text(self) -> str:
-        return self.prompt if isinstance(self.prompt, str) else self.prompt[0]
+        """Every prompt's text (token estimates and counts)."""
+        return "\n\n".join(self.prompts())
 
 
 # --- response ------------------------------------------------------------------------
