@@ -2,41 +2,53 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from fastapi import APIRouter, Request
+from fastapi import Request
+from fastapi.responses import JSONResponse
 
 from spine.api.body import parse_body
 from spine.api.deps import PrincipalDep, RegistryDep, StateDep
 from spine.api.openapi import json_body, query_params
+from spine.api.public import public_router
 from spine.api.query import parse_query
-from spine.schemas.usage import EstimateCostRequest, UsageQuery
+from spine.schemas.usage import (
+    CostEstimate,
+    EstimateCostRequest,
+    PriceList,
+    PricePublic,
+    UsageQuery,
+    UsageReportPublic,
+)
 from spine.usage.estimate import estimate_cost
 from spine.usage.pricing import price_list, resolved_price_object
 from spine.usage.report import read_usage
 
-router = APIRouter()
+router = public_router()
+
+# `spine.usage` builds these answers as JSON-ready dicts; each is checked against its
+# public model here (extra="forbid": a key added there and not to the model fails).
 
 
-@router.get("/v1/usage", openapi_extra=query_params(UsageQuery))
-async def usage(request: Request, principal: PrincipalDep) -> dict[str, Any]:
+@router.get("/v1/usage", response_model=UsageReportPublic, openapi_extra=query_params(UsageQuery))
+async def usage(request: Request, principal: PrincipalDep) -> JSONResponse:
     query = parse_query(request, UsageQuery)
-    return await read_usage(query, principal)
+    report = UsageReportPublic.of(await read_usage(query, principal))
+    # Not returned as the model: its breakdowns keep the order `group_by` asked for.
+    return JSONResponse(report.content())
 
 
 @router.get("/v1/pricing")
-async def pricing(registry: RegistryDep, _: PrincipalDep) -> dict[str, Any]:
-    return price_list(registry)
+async def pricing(registry: RegistryDep, _: PrincipalDep) -> PriceList:
+    return PriceList.model_validate(price_list(registry))
 
 
 @router.get("/v1/pricing/{model_id:path}")
-async def model_pricing(model_id: str, registry: RegistryDep, _: PrincipalDep) -> dict[str, Any]:
-    return resolved_price_object(registry.resolve(model_id))
+async def model_pricing(model_id: str, registry: RegistryDep, _: PrincipalDep) -> PricePublic:
+    return PricePublic.model_validate(resolved_price_object(registry.resolve(model_id)))
 
 
 @router.post("/v1/estimate-cost", openapi_extra=json_body(EstimateCostRequest))
 async def estimate(
     request: Request, registry: RegistryDep, state: StateDep, _: PrincipalDep
-) -> dict[str, Any]:
+) -> CostEstimate:
     body = await parse_body(request, EstimateCostRequest)
-    return await estimate_cost(body, registry, state.settings)
+    return CostEstimate.model_validate(await estimate_cost(body, registry, state.settings))
