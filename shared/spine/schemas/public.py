@@ -56,3 +56,16 @@ class Deleted(PublicModel):
     id: str
     object: str
     deleted: Literal[True] = True
+
+
+class ErrorDetail(PublicModel):
+    message: str
+    type: str
+    param: str | None
+    code: str | None
+
+
+class ErrorResponse(PublicModel):
+    """Every error, with OpenAI's shape and the status an OpenAI client expects."""
+
+    error: ErrorDetail

@@ -57,12 +57,17 @@ class SessionCreate(_Strict):
     system_prompt: SystemPrompt | None = None
 
 
+def _no_default(schema: dict[str, Any]) -> None:
+    schema.pop("default", None)
+
+
 class SessionUpdate(_Strict):
     """Only the fields sent change; `system_prompt: null` clears it."""
 
-    # The defaults are never written: only the fields sent are (`changes`).
-    title: Title = ""
-    model: ModelName = ""
+    # The defaults are never written: only the fields sent are (`changes`); so the
+    # schema shows none (an empty model name would not be a valid value).
+    title: Title = Field(default="", json_schema_extra=_no_default)
+    model: ModelName = Field(default="", json_schema_extra=_no_default)
     system_prompt: SystemPrompt | None = None
 
     @model_validator(mode="after")
