@@ -171,9 +171,9 @@ def start_litellm(
     }
     env |= {"LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_LOG": "ERROR"}
     log = (folder / "litellm.log").open("wb")
+    arguments = ["--config", str(config), "--host", "127.0.0.1", "--port", str(port)]
     return subprocess.Popen(
-        [str(command), "--config", str(config), "--host", "127.0.0.1", "--port", str(port)]
-        + ["--num_workers", "1"],
+        [str(command), *arguments, "--num_workers", "1"],
         env=env,
         cwd=folder,
         stdout=log,
