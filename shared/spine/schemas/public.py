@@ -4,7 +4,7 @@ Response models (`XPublic`) describe exactly the JSON a route sends: the fields 
 order they appear on the wire, a key that is sometimes left out marked `omitted_if_none`
 (present with a value, or absent; never `null`). Routes build them explicitly from
 storage rows and domain objects; FastAPI documents them in each function's OpenAPI
-document and serializes them (`spine.api.public`).
+document and serializes them.
 """
 
 from __future__ import annotations

@@ -8,20 +8,19 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Request, Response
+from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from spine.api.body import parse_body
 from spine.api.deps import StateDep
 from spine.api.openapi import json_body
-from spine.api.public import public_router
 from spine.auth.api_keys import authenticate_api_key
 from spine.auth.authenticate import bearer_token
 from spine.auth.jwt import issue_token
 from spine.errors import AuthenticationError
 from spine.schemas.auth import TokenPublic
 
-router = public_router()
+router = APIRouter()
 
 
 class TokenRequest(BaseModel):

@@ -7,16 +7,15 @@ import time
 from typing import Any
 
 import httpx
-from fastapi import Response
+from fastapi import APIRouter, Response
 
 from spine.api.deps import RegistryDep, StateDep
-from spine.api.public import public_router
 from spine.observability import get_logger
 from spine.registry.schema import ProviderKind
 from spine.schemas.health import Liveness, Readiness, ReadinessCheck
 from spine.settings import Settings
 
-router = public_router()
+router = APIRouter()
 logger = get_logger(__name__)
 
 _CHECK_TIMEOUT_SECONDS = 2.0

@@ -11,13 +11,12 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
-from fastapi import Depends, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, ConfigDict
 
 from spine.api.body import parse_body
 from spine.api.deps import StateDep, require_scope
 from spine.api.openapi import json_body, query_params
-from spine.api.public import public_router
 from spine.api.query import epoch, parse_query
 from spine.auth import key_admin
 from spine.auth.principal import Principal
@@ -31,7 +30,7 @@ from spine.schemas.keys import (
 )
 from spine.storage.api_keys import ApiKeyRow
 
-router = public_router()
+router = APIRouter()
 
 ReaderDep = Annotated[Principal, Depends(require_scope("keys:read"))]
 WriterDep = Annotated[Principal, Depends(require_scope("keys:write"))]

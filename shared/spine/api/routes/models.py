@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
+from fastapi import APIRouter
+
 from spine.api.deps import PrincipalDep, RegistryDep
-from spine.api.public import public_router
 from spine.registry.resolve import Registry, ResolvedModel
 from spine.registry.schema import ModelEntry
 from spine.schemas.models import ModelList, ModelPricingPublic, ModelProfilePublic, ModelPublic
 
-router = public_router()
+router = APIRouter()
 
 # models.yaml has no creation dates; a fixed epoch keeps the field an integer as
 # OpenAI clients expect.
@@ -54,9 +57,16 @@ def list_public(registry: Registry) -> list[ModelPublic]:
     return models
 
 
+@lru_cache(maxsize=1)
+def model_list(registry: Registry) -> ModelList:
+    """The list changes only with models.yaml (a reload is a new Registry): built once
+    per registry rather than once per request."""
+    return ModelList(data=list_public(registry))
+
+
 @router.get("/v1/models")
 async def list_models(registry: RegistryDep, _: PrincipalDep) -> ModelList:
-    return ModelList(data=list_public(registry))
+    return model_list(registry)
 
 
 @router.get("/v1/models/{model_id:path}")

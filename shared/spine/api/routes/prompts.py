@@ -10,12 +10,12 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
-from fastapi import Depends, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import JSONResponse
 
 from spine.api.body import parse_body
 from spine.api.deps import CallContextDep, PrincipalDep, require_scope
 from spine.api.openapi import PAGE_QUERY, json_body, query_params
-from spine.api.public import public_router
 from spine.api.query import epoch, known_query, page_limit, small_int
 from spine.api.routes.chat import call_headers
 from spine.auth.principal import Principal
@@ -45,7 +45,7 @@ from spine.schemas.prompts import (
 from spine.schemas.public import Deleted, ListPage
 from spine.storage.prompts import PromptRow, PromptVersionRow
 
-router = public_router()
+router = APIRouter()
 
 VERSION_QUERY = query_params(version="a version number", label="a label")
 
@@ -166,7 +166,13 @@ async def render(ref: str, request: Request, principal: PrincipalDep) -> Rendere
     )
 
 
-@router.post("/v1/execute-prompt", openapi_extra=json_body(ExecutePromptRequest))
+# JSONResponse: the completion is written by json.dumps as the chat routes write it
+# (pydantic writes small floats, as in logprobs, in another form: 1e-6 for 1e-06).
+@router.post(
+    "/v1/execute-prompt",
+    response_class=JSONResponse,
+    openapi_extra=json_body(ExecutePromptRequest),
+)
 async def execute_prompt(
     request: Request, response: Response, ctx: CallContextDep
 ) -> ExecutedPrompt:

@@ -10,13 +10,13 @@ order it is read in); `after` is the last id of the previous page.
 
 from __future__ import annotations
 
-from fastapi import Request, Response
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
 
 from spine.api.app import AppState
 from spine.api.body import parse_body
 from spine.api.deps import PrincipalDep, RegistryDep, StateDep, context_with
 from spine.api.openapi import PAGE_QUERY, json_body
-from spine.api.public import public_router
 from spine.api.query import epoch, known_query, page_limit
 from spine.api.routes.chat import call_headers
 from spine.api.session_chat import session_headers
@@ -38,7 +38,7 @@ from spine.sessions.chat import complete_in_session
 from spine.sessions.service import SessionTurn
 from spine.storage.sessions import MessageRow, SessionRow
 
-router = public_router()
+router = APIRouter()
 
 
 @router.post("/v1/sessions", status_code=201, openapi_extra=json_body(SessionCreate))
@@ -93,7 +93,13 @@ async def list_messages(
     return ListPage[MessagePublic].of([message_public(row) for row in rows], has_more)
 
 
-@router.post("/v1/sessions/{session_id}/messages", openapi_extra=json_body(SessionMessageCreate))
+# JSONResponse: the completion is written by json.dumps as the chat routes write it
+# (pydantic writes small floats, as in logprobs, in another form: 1e-6 for 1e-06).
+@router.post(
+    "/v1/sessions/{session_id}/messages",
+    response_class=JSONResponse,
+    openapi_extra=json_body(SessionMessageCreate),
+)
 async def send_message(
     session_id: str,
     request: Request,

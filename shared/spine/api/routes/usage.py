@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from fastapi import Request
-from fastapi.responses import JSONResponse
+import pydantic_core
+from fastapi import APIRouter, Request, Response
 
 from spine.api.body import parse_body
 from spine.api.deps import PrincipalDep, RegistryDep, StateDep
 from spine.api.openapi import json_body, query_params
-from spine.api.public import public_router
 from spine.api.query import parse_query
 from spine.schemas.usage import (
     CostEstimate,
@@ -22,18 +21,19 @@ from spine.usage.estimate import estimate_cost
 from spine.usage.pricing import price_list, resolved_price_object
 from spine.usage.report import read_usage
 
-router = public_router()
+router = APIRouter()
 
 # `spine.usage` builds these answers as JSON-ready dicts; each is checked against its
 # public model here (extra="forbid": a key added there and not to the model fails).
 
 
 @router.get("/v1/usage", response_model=UsageReportPublic, openapi_extra=query_params(UsageQuery))
-async def usage(request: Request, principal: PrincipalDep) -> JSONResponse:
+async def usage(request: Request, principal: PrincipalDep) -> Response:
     query = parse_query(request, UsageQuery)
     report = UsageReportPublic.of(await read_usage(query, principal))
-    # Not returned as the model: its breakdowns keep the order `group_by` asked for.
-    return JSONResponse(report.content())
+    # Not returned as the model, so that its breakdowns keep the order `group_by`
+    # asked for; written by pydantic's serializer as FastAPI writes a model.
+    return Response(pydantic_core.to_json(report.content()), media_type="application/json")
 
 
 @router.get("/v1/pricing")
