@@ -167,3 +167,58 @@ def test_load_app_refuses_an_entry_without_an_app(tmp_path: Path) -> None:
     )
     with pytest.raises(RuntimeError, match="no FastAPI `app`"):
         load_app(spec)
+
+
+def _validator(doc: dict[str, Any], method: str, path: str, status: int) -> Any:
+    from jsonschema import Draft202012Validator
+    from referencing import Registry
+    from referencing.jsonschema import DRAFT202012
+
+    operation = doc["paths"][path][method.lower()]
+    response = operation["responses"].get(str(status)) or operation["responses"]["default"]
+    schema = response["content"]["application/json"]["schema"]
+    registry = Registry().with_resource("urn:doc", DRAFT202012.create_resource(doc))
+    return Draft202012Validator({"$ref": "urn:doc#" + schema["$ref"][1:]}, registry=registry)
+
+
+def test_answers_on_the_wire_match_the_document(
+    gateway: Gateway, env: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Real answers of the real handlers, checked against the published schema: a
+    field a route sends and its model lacks, or the reverse, fails here."""
+    from tests.auth.keys import SECRET
+
+    monkeypatch.setenv("SPINE_JWT_SECRET", SECRET)
+    doc = api_document(load_template(TEMPLATE)).document
+    admin = env.create_key("schema", scopes=["admin"])
+    calls: list[tuple[str, str, str, Any]] = [
+        ("GET", "/v1/models", "/v1/models", None),
+        ("GET", "/v1/models/default", "/v1/models/{model}", None),
+        ("GET", "/v1/models/nope", "/v1/models/{model}", None),
+        ("GET", "/v1/pricing", "/v1/pricing", None),
+        ("GET", "/v1/pricing/prod", "/v1/pricing/{model}", None),
+        ("POST", "/v1/estimate-cost", "/v1/estimate-cost", {"model": "prod", "prompt": "hi"}),
+        ("GET", "/v1/usage", "/v1/usage", None),
+        ("POST", "/v1/auth/token", "/v1/auth/token", {"expires_in": 60}),
+        ("GET", "/v1/keys", "/v1/keys", None),
+        ("POST", "/v1/keys", "/v1/keys", {"name": "k", "limits": {"daily_budget_usd": "2.5"}}),
+        ("POST", "/v1/prompts", "/v1/prompts", {"slug": "hello", "template": "Hi {{who}}"}),
+        ("GET", "/v1/prompts", "/v1/prompts", None),
+        ("GET", "/v1/prompts/hello/versions", "/v1/prompts/{id}/versions", None),
+        ("PUT", "/v1/prompts/hello/labels/prod", "/v1/prompts/{id}/labels/{label}", {"version": 1}),
+        (
+            "POST",
+            "/v1/prompts/hello/render",
+            "/v1/prompts/{id}/render",
+            {"variables": {"who": "A"}},
+        ),
+        ("POST", "/v1/sessions", "/v1/sessions", {"model": "gpt-test", "title": "t"}),
+        ("GET", "/v1/sessions", "/v1/sessions", None),
+        ("GET", "/health", "/health", None),
+        ("GET", "/ready", "/ready", None),
+    ]
+    for method, path, documented, body in calls:
+        result = gateway.request(method, path, json_body=body, key=admin)
+        validator = _validator(doc, method, documented, result.status)
+        errors = [e.message for e in validator.iter_errors(result.json())]
+        assert errors == [], (method, path, result.status, errors)
