@@ -25,6 +25,7 @@ import asyncio
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -117,6 +118,7 @@ def main() -> int:
         from spine.storage import embedded
 
         embedded.stop(folder / "pgdata")
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 # --- LiteLLM, in its own virtualenv ---------------------------------------------------

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, ConfigDict
@@ -50,7 +50,7 @@ async def create_key(
     plaintext, row = await key_admin.create(principal, body, state.settings)
     # The only time the secret is shown; it must not sit in any cache.
     response.headers["Cache-Control"] = "no-store"
-    return KeyCreated(**_key_fields(row), key=plaintext)
+    return KeyCreated(**dict(key_public(row)), key=plaintext)
 
 
 @router.get("/v1/keys", openapi_extra=query_params(ListQuery))
@@ -77,30 +77,26 @@ async def revoke_key(key_id: str, principal: WriterDep) -> KeyPublic:
 
 
 def key_public(row: ApiKeyRow) -> KeyPublic:
-    return KeyPublic(**_key_fields(row))
-
-
-def _key_fields(row: ApiKeyRow) -> dict[str, Any]:
-    return {
-        "id": str(row.id),
-        "name": row.name,
-        "prefix": row.display_prefix,
-        "principal": row.principal,
-        "tenant": row.tenant,
-        "scopes": list(row.scopes or ()),
-        "tier": row.tier,
-        "created_at": epoch(row.created_at),
-        "expires_at": _seconds(row.expires_at),
-        "revoked_at": _seconds(row.revoked_at),
-        "last_used_at": _seconds(row.last_used_at),
+    return KeyPublic(
+        id=str(row.id),
+        name=row.name,
+        prefix=row.display_prefix,
+        principal=row.principal,
+        tenant=row.tenant,
+        scopes=list(row.scopes or ()),
+        tier=row.tier,
+        created_at=epoch(row.created_at),
+        expires_at=_seconds(row.expires_at),
+        revoked_at=_seconds(row.revoked_at),
+        last_used_at=_seconds(row.last_used_at),
         # null: the [limits] default applies; 0: no limit.
-        "limits": KeyLimitsPublic(
+        limits=KeyLimitsPublic(
             rpm=row.rpm,
             tpm=row.tpm,
             daily_budget_usd=_usd(row.daily_budget_usd),
             monthly_budget_usd=_usd(row.monthly_budget_usd),
         ),
-    }
+    )
 
 
 def _seconds(moment: datetime | None) -> int | None:

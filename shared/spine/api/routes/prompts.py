@@ -8,7 +8,7 @@ ownership, which the service enforces (another principal's prompt is a 404).
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
@@ -197,34 +197,27 @@ async def execute_prompt(
 
 
 def prompt_summary(row: PromptRow) -> PromptSummary:
-    return PromptSummary(**_summary_fields(row))
-
-
-def _summary_fields(row: PromptRow) -> dict[str, Any]:
-    return {
-        "id": str(row.id),
-        "slug": row.slug,
-        "name": row.name,
-        "description": row.description,
-        "latest_version": row.latest_version,
-        "created_at": epoch(row.created_at),
-        "updated_at": epoch(row.updated_at),
-    }
+    return PromptSummary(
+        id=str(row.id),
+        slug=row.slug,
+        name=row.name,
+        description=row.description,
+        latest_version=row.latest_version,
+        created_at=epoch(row.created_at),
+        updated_at=epoch(row.updated_at),
+    )
 
 
 def prompt_public(view: service.PromptView) -> PromptPublic:
     return PromptPublic(
-        **_summary_fields(view.prompt), labels=view.labels, version=version_public(view.version)
+        **dict(prompt_summary(view.prompt)),
+        labels=view.labels,
+        version=version_public(view.version),
     )
 
 
 def prompt_changed(view: service.PromptView, created: bool) -> PromptChanged:
-    return PromptChanged(
-        **_summary_fields(view.prompt),
-        labels=view.labels,
-        version=version_public(view.version),
-        version_created=created,
-    )
+    return PromptChanged(**dict(prompt_public(view)), version_created=created)
 
 
 def version_public(row: PromptVersionRow) -> PromptVersionPublic:
