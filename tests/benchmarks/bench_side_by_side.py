@@ -102,9 +102,16 @@ def main() -> int:
         for url, api_key in paths.values():
             wait_until_answering(url, api_key)
         print(machine_line(args.litellm_version))
+        rows_before = usage_rows(db_url)
+        sent = 0
         for level in levels:
             times = asyncio.run(measure(paths, level, args.requests, args.warmup))
             report(times, level)
+            sent += sum(len(times[name]) for name in ("spine", "emulator"))
+        # Spine's paths did their whole job: one usage row per request (warm-up too).
+        written = usage_rows(db_url) - rows_before
+        print(f"\nusage rows written by Spine's paths: {written} (measured requests: {sent})")
+        assert written >= sent, (written, sent)
         return 0
     finally:
         for server in servers:
@@ -119,6 +126,15 @@ def main() -> int:
 
         embedded.stop(folder / "pgdata")
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def usage_rows(db_url: str) -> int:
+    import psycopg
+
+    with psycopg.connect(db_url) as conn:
+        row = conn.execute("SELECT count(*) FROM usage_events").fetchone()
+    assert row is not None
+    return int(row[0])
 
 
 # --- LiteLLM, in its own virtualenv ---------------------------------------------------
@@ -270,19 +286,29 @@ def report(times: dict[str, list[float]], concurrency: int) -> None:
     direct = times["direct"]
     d50, d99 = percentile(direct, 50), percentile(direct, 99)
     print(f"\n## Concurrency {concurrency}, {len(direct)} requests per path\n")
-    print("| path | p50 ms | p99 ms | added p50 ms | added p99 ms | added p50 / LiteLLM's |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    print(
+        "| path | p50 ms | p99 ms | added p50 ms | added p99 ms | added p50 / LiteLLM's "
+        "| paired median added ms |"
+    )
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     litellm_added = percentile(times["litellm"], 50) - d50
     for name, values in times.items():
         p50, p99 = percentile(values, 50), percentile(values, 99)
         if name == "direct":
-            print(f"| {LABELS[name]} | {p50:.2f} | {p99:.2f} | | | |")
+            print(f"| {LABELS[name]} | {p50:.2f} | {p99:.2f} | | | | |")
             continue
         added = p50 - d50
         ratio = f"{added / litellm_added:.2f}" if litellm_added > 0 else "n/a"
+        # At concurrency 1 the i-th requests of the paths ran back to back: the median
+        # of their differences is the least noisy figure.
+        paired = (
+            f"{statistics.median(t - d for d, t in zip(direct, values, strict=True)):.2f}"
+            if concurrency == 1
+            else ""
+        )
         print(
             f"| {LABELS[name]} | {p50:.2f} | {p99:.2f} | **{added:.2f}** | {p99 - d99:.2f} "
-            f"| {ratio} |"
+            f"| {ratio} | {paired} |"
         )
     spine_added = percentile(times["spine"], 50) - d50
     if spine_added > 0:
