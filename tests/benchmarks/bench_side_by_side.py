@@ -12,10 +12,10 @@ cost map read from the package, so it sends nothing off this machine). LiteLLM i
 never a dependency of the project: a pinned version is installed on first use into
 its own virtualenv under the user's cache folder and reused after.
 
-The same non-streamed chat request goes to each path; the paths take turns (request
-by request at concurrency 1, in batches at higher concurrency, the first path
-rotating), so machine noise hits them alike. Added latency is a path's percentile
-minus the direct path's; the ratio is Spine's added latency over LiteLLM's.
+The same non-streamed chat request goes to each path; the paths take turns (one
+request at a time at concurrency 1, `concurrency` requests at once above it), the
+first path rotating, so machine noise hits them alike. Added latency is a path's
+percentile minus the direct path's; the ratio is Spine's added latency over LiteLLM's.
 """
 
 from __future__ import annotations
@@ -225,8 +225,8 @@ def wait_until_answering(base_url: str, key: str, timeout: float = 180) -> None:
 async def measure(
     paths: dict[str, tuple[str, str]], concurrency: int, requests: int, warmup: int
 ) -> dict[str, list[float]]:
-    """Milliseconds per request on each path. The paths take turns in batches of
-    `concurrency` requests in flight at once (one request at concurrency 1)."""
+    """Milliseconds per request on each path. The paths take turns, each turn
+    `concurrency` requests sent at once (one request at concurrency 1)."""
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     clients = {
         name: httpx.AsyncClient(
@@ -259,7 +259,9 @@ async def measure(
         return [ms for result in results for ms in result]
 
     names = list(paths)
-    per_turn = concurrency * 4 if concurrency > 1 else 1
+    # One request per worker per turn: the turns are short, so a burst of load from
+    # elsewhere on the machine falls on every path alike rather than on one batch.
+    per_turn = concurrency
     for name in names:
         await batch(clients[name], max(warmup, per_turn))
     times: dict[str, list[float]] = {name: [] for name in names}
