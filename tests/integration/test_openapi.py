@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ import pytest
 from openapi_spec_validator import validate
 
 from spine.api.openapi import document, document_path
+from spine.settings import get_settings
 from spine_tools.cli import main
 from spine_tools.local.template import Template, load_template
 from spine_tools.openapi import api_document, load_app, openapi_path, operations
@@ -20,6 +22,15 @@ from tests.integration.gateway import Gateway
 
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATE = REPO / "template.yaml"
+
+
+@pytest.fixture(autouse=True)
+def _settings_of_this_test() -> Iterator[None]:
+    """Apps built here read the settings in force now, not ones cached by an earlier
+    test (whose models.yaml may be gone)."""
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
 
 
 def _routed(template: Template) -> set[tuple[str, str]]:

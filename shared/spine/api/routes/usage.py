@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import pydantic_core
 from fastapi import APIRouter, Request, Response
 
@@ -9,6 +11,7 @@ from spine.api.body import parse_body
 from spine.api.deps import PrincipalDep, RegistryDep, StateDep
 from spine.api.openapi import json_body, query_params
 from spine.api.query import parse_query
+from spine.registry.resolve import Registry
 from spine.schemas.usage import (
     CostEstimate,
     EstimateCostRequest,
@@ -36,9 +39,15 @@ async def usage(request: Request, principal: PrincipalDep) -> Response:
     return Response(pydantic_core.to_json(report.content()), media_type="application/json")
 
 
+@lru_cache(maxsize=1)
+def _price_list(registry: Registry) -> PriceList:
+    # Prices change only with models.yaml (a reload is a new Registry).
+    return PriceList.model_validate(price_list(registry))
+
+
 @router.get("/v1/pricing")
 async def pricing(registry: RegistryDep, _: PrincipalDep) -> PriceList:
-    return PriceList.model_validate(price_list(registry))
+    return _price_list(registry)
 
 
 @router.get("/v1/pricing/{model_id:path}")
