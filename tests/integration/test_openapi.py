@@ -51,7 +51,6 @@ def test_merged_document_is_exactly_what_the_template_routes() -> None:
     # Then every route is in it under the template's path, and nothing else is
     assert result.disagreements == []
     assert operations(result.document) == _routed(template)
-    assert len(operations(result.document)) == 35
     validate(result.document)  # a valid OpenAPI 3.1 document
 
 
