@@ -65,7 +65,8 @@ def create_app(
         )
     app = FastAPI(
         title=f"Spine {function_name}",
-        # No docs routes in Lambda: they are not part of the API Gateway contract.
+        # No docs routes of FastAPI's own: the document is served at a path
+        # template.yaml routes to this function (openapi.serve_document).
         openapi_url=None,
         docs_url=None,
         redoc_url=None,
@@ -82,6 +83,7 @@ def create_app(
     install_error_handlers(app)
     for router in routers:
         app.include_router(router)
+    openapi.serve_document(app, function_name)
     app.openapi = lambda: openapi.document(app)  # type: ignore[method-assign]
     app.add_middleware(
         RequestContextMiddleware,

@@ -1,9 +1,15 @@
-"""The OpenAPI document of a function's app, true to what its routes accept.
+"""The OpenAPI document of a function's app, true to what its routes accept and answer.
 
 Routes parse their JSON bodies and query strings themselves, after authentication
 (`spine.api.body`, `spine.api.query`), so FastAPI cannot see them. A route says what
 it takes with `openapi_extra=json_body(Model)` or `query_params(Model)`, and
-`document(app)` adds those models' schemas to the document FastAPI builds.
+`document(app)` adds those models' schemas to the document FastAPI builds; what it
+answers is its return type, a response model (`spine.schemas.public`).
+
+Each function serves its own document at `GET /v1/openapi/<function>.json`, without
+authentication whatever `verify_jwt` says: it holds the API's shapes, which the
+project publishes anyway, and no data; a client generator or a fuzzer needs it before
+it has a key. `spine openapi` joins the documents as template.yaml routes them.
 """
 
 from __future__ import annotations
@@ -12,7 +18,10 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+
+from spine.schemas.public import ErrorResponse
 
 _REF = "#/components/schemas/{model}"
 # Body models by schema name, as routes declare them (their modules are imported
@@ -57,12 +66,35 @@ def query_params(model: type[BaseModel] | None = None, **names: str) -> dict[str
 PAGE_QUERY = query_params(limit="page size (1 to 100)", after="the last id of the previous page")
 
 
+def document_path(function_name: str) -> str:
+    """Where a function serves its OpenAPI document (template.yaml routes it there)."""
+    return f"/v1/openapi/{function_name}.json"
+
+
+def serve_document(app: FastAPI, function_name: str) -> None:
+    """Add the route of the app's document: public, built on the first request and
+    kept for the life of the container, left out of the document itself."""
+
+    async def openapi_document() -> JSONResponse:
+        # The document changes only with a deployment: caches may keep it a while.
+        return JSONResponse(document(app), headers={"Cache-Control": "public, max-age=300"})
+
+    app.add_api_route(
+        document_path(function_name),
+        openapi_document,
+        methods=["GET"],
+        include_in_schema=False,
+        name=f"{function_name}_openapi_document",
+    )
+
+
 def document(app: FastAPI) -> dict[str, Any]:
     """The app's OpenAPI document with every declared body model's schema."""
     if app.openapi_schema is not None:
         return app.openapi_schema
     doc = get_openapi(title=app.title, version=app.version, routes=app.routes)
     schemas = doc.setdefault("components", {}).setdefault("schemas", {})
+    _errors_as_sent(doc, schemas)
     for name in _body_refs(doc):
         model = _BODY_MODELS[name]
         schema = model.model_json_schema(ref_template=_REF)
@@ -71,6 +103,27 @@ def document(app: FastAPI) -> dict[str, Any]:
         schemas[name] = schema
     app.openapi_schema = doc
     return doc
+
+
+def _errors_as_sent(doc: dict[str, Any], schemas: dict[str, Any]) -> None:
+    """Every operation's errors in OpenAI's shape, as `spine.api.errors` sends them.
+    FastAPI documents a 422 with its own body for routes with path parameters; Spine
+    answers a bad request with 400 (and 401, 403, 404, 429, 5xx) in OpenAI's shape."""
+    for item in doc.get("paths", {}).values():
+        for operation in item.values():
+            responses = operation.setdefault("responses", {})
+            responses.pop("422", None)
+            responses["default"] = {
+                "description": "An error, in OpenAI's shape",
+                "content": {
+                    "application/json": {"schema": {"$ref": _REF.format(model="ErrorResponse")}}
+                },
+            }
+    for name in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(name, None)
+    schema = ErrorResponse.model_json_schema(ref_template=_REF)
+    schemas.update(schema.pop("$defs", {}))
+    schemas["ErrorResponse"] = schema
 
 
 def _body_refs(doc: dict[str, Any]) -> list[str]:

@@ -1,11 +1,13 @@
-"""Request bodies of the key administration API (`/v1/keys`)."""
+"""Request and response shapes of the key administration API (`/v1/keys`)."""
 
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from spine.schemas.public import PublicModel
 
 # numeric(18,6) in api_keys: at most 12 digits before the point.
 _Usd = Annotated[Decimal, Field(ge=0, lt=Decimal(10) ** 12, decimal_places=6)]
@@ -49,3 +51,45 @@ class KeyCreate(_Strict):
 class KeyUpdate(_Strict):
     name: _Text | None = None
     limits: KeyLimitsBody | None = None
+
+
+# --- responses ------------------------------------------------------------------------
+
+
+class KeyLimitsPublic(PublicModel):
+    """A key's own limits: null means the [limits] default applies, 0 no limit.
+    Budgets are decimal strings (USD), exact as stored."""
+
+    rpm: int | None
+    tpm: int | None
+    daily_budget_usd: str | None
+    monthly_budget_usd: str | None
+
+
+class KeyPublic(PublicModel):
+    """An API key as listings show it: its prefix, never its secret."""
+
+    object: Literal["api_key"] = "api_key"
+    id: str
+    name: str
+    prefix: str
+    principal: str | None
+    tenant: str | None
+    scopes: list[str]
+    tier: str
+    created_at: int
+    expires_at: int | None
+    revoked_at: int | None
+    last_used_at: int | None
+    limits: KeyLimitsPublic
+
+
+class KeyCreated(KeyPublic):
+    """POST /v1/keys: the key and, this once only, its secret."""
+
+    key: str
+
+
+class KeyList(PublicModel):
+    object: Literal["list"] = "list"
+    data: list[KeyPublic]

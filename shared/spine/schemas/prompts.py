@@ -1,6 +1,7 @@
-"""Request shapes of the prompt API (responses are built in `spine.api.routes.prompts`).
+"""Request and response shapes of the prompt API (the routes in
+`spine.api.routes.prompts` map storage rows to the responses).
 
-Strict like the OpenAI shapes: an unknown field is a 400 naming it. Text fields are
+Requests are strict like the OpenAI shapes: an unknown field is a 400 naming it. Text fields are
 stored verbatim (SQL is always parameterized); only identifiers that appear in URLs
 (slug, label) and variable names are restricted to a safe alphabet.
 """
@@ -8,9 +9,12 @@ stored verbatim (SQL is always parameterized); only identifiers that appear in U
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+
+from spine.schemas.openai import ChatCompletion
+from spine.schemas.public import PublicModel
 
 VARIABLE_NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
 MAX_TEMPLATE_CHARS = 100_000
@@ -141,3 +145,103 @@ def _slug_not_uuid(value: str) -> str:
     except ValueError:
         return value
     raise ValueError("a slug must not have the form of a prompt id (UUID)")
+
+
+# --- responses ------------------------------------------------------------------------
+
+
+class PromptSummary(PublicModel):
+    """A prompt in a listing: its metadata, not its content."""
+
+    id: str
+    object: Literal["prompt"] = "prompt"
+    slug: str
+    name: str
+    description: str
+    latest_version: int
+    created_at: int
+    updated_at: int
+
+
+class PromptVersionPublic(PublicModel):
+    """One immutable version of a prompt's content."""
+
+    id: str
+    object: Literal["prompt.version"] = "prompt.version"
+    prompt_id: str
+    version: int
+    template: str
+    variables: list[dict[str, Any]]
+    model: str | None
+    parameters: dict[str, Any]
+    content_hash: str
+    rolled_back_from: int | None
+    created_by: str
+    created_at: int
+
+
+class PromptPublic(PromptSummary):
+    """A prompt with its labels (name to version) and one version's content."""
+
+    labels: dict[str, int]
+    version: PromptVersionPublic
+
+
+class PromptChanged(PromptPublic):
+    """After an update or a rollback: whether a new version was made."""
+
+    version_created: bool
+
+
+class PromptVersionPage(PublicModel):
+    """Versions newest first; the ids at both ends are version numbers."""
+
+    object: Literal["list"] = "list"
+    data: list[PromptVersionPublic]
+    first_id: int | None
+    last_id: int | None
+    has_more: bool
+
+
+class PromptLabelSet(PublicModel):
+    object: Literal["prompt.label"] = "prompt.label"
+    prompt_id: str
+    label: str
+    version: int
+    labels: dict[str, int]
+
+
+class PromptLabelDeleted(PublicModel):
+    object: Literal["prompt.label.deleted"] = "prompt.label.deleted"
+    prompt_id: str
+    label: str
+    deleted: Literal[True] = True
+
+
+class RenderedMessage(PublicModel):
+    role: Literal["user"] = "user"
+    content: str
+
+
+class RenderedPrompt(PublicModel):
+    object: Literal["prompt.rendered"] = "prompt.rendered"
+    prompt_id: str
+    version: int
+    version_id: str
+    text: str
+    messages: list[RenderedMessage]
+
+
+class ExecutedPromptRef(PublicModel):
+    """Which prompt version execute-prompt rendered."""
+
+    id: str
+    slug: str
+    version: int
+    version_id: str
+
+
+class ExecutedPrompt(ChatCompletion):
+    """POST /v1/execute-prompt: the chat completion, and the version it ran."""
+
+    prompt: ExecutedPromptRef

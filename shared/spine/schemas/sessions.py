@@ -1,16 +1,19 @@
-"""Request shapes of the chat session API (responses are built in
-`spine.api.routes.sessions`).
+"""Request and response shapes of the chat session API (the routes in
+`spine.api.routes.sessions` map storage rows to the responses).
 
-Strict like the OpenAI shapes: an unknown field is a 400 naming it. Text is stored
+Requests are strict like the OpenAI shapes: an unknown field is a 400 naming it. Text is stored
 verbatim (SQL is always parameterized); only NUL characters are refused, because a
 Postgres text value cannot hold them.
 """
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+from spine.schemas.openai import ChatCompletion
+from spine.schemas.public import PublicModel
 
 MAX_TITLE_CHARS = 256
 # A message or system prompt of ~25k tokens; the request body limit
@@ -54,12 +57,17 @@ class SessionCreate(_Strict):
     system_prompt: SystemPrompt | None = None
 
 
+def _no_default(schema: dict[str, Any]) -> None:
+    schema.pop("default", None)
+
+
 class SessionUpdate(_Strict):
     """Only the fields sent change; `system_prompt: null` clears it."""
 
-    # The defaults are never written: only the fields sent are (`changes`).
-    title: Title = ""
-    model: ModelName = ""
+    # The defaults are never written: only the fields sent are (`changes`); so the
+    # schema shows none (an empty model name would not be a valid value).
+    title: Title = Field(default="", json_schema_extra=_no_default)
+    model: ModelName = Field(default="", json_schema_extra=_no_default)
     system_prompt: SystemPrompt | None = None
 
     @model_validator(mode="after")
@@ -79,3 +87,46 @@ class SessionMessageCreate(_Strict):
     content: Content
     max_tokens: Annotated[int, Field(ge=1)] | None = None
     temperature: Annotated[float, Field(ge=0, le=2)] | None = None
+
+
+# --- responses ------------------------------------------------------------------------
+
+
+class SessionPublic(PublicModel):
+    id: str
+    object: Literal["chat.session"] = "chat.session"
+    title: str
+    model: str
+    system_prompt: str | None
+    message_count: int
+    created_at: int
+    updated_at: int
+
+
+class MessagePublic(PublicModel):
+    """A stored message of a session's transcript, in OpenAI's message fields."""
+
+    id: str
+    object: Literal["chat.session.message"] = "chat.session.message"
+    session_id: str
+    role: str
+    # Text, or the content parts (text, image_url) the message was sent with.
+    content: str | list[dict[str, Any]] | None
+    name: str | None
+    tool_calls: list[dict[str, Any]] | None
+    tool_call_id: str | None
+    request_id: str
+    tokens: int | None
+    created_at: int
+
+
+class SessionReply(PublicModel):
+    """POST /v1/sessions/{id}/messages: the stored user message and reply, and the
+    chat completion that made the reply."""
+
+    object: Literal["chat.session.reply"] = "chat.session.reply"
+    session_id: str
+    # Oldest turns left out of the history sent, to fit the model's window.
+    turns_dropped: int
+    messages: list[MessagePublic]
+    completion: ChatCompletion

@@ -1,6 +1,7 @@
-"""Request shapes of the usage API: GET /v1/usage's query and POST /v1/estimate-cost.
+"""Shapes of the usage API: GET /v1/usage's query and report, the pricing answers,
+POST /v1/estimate-cost's body and estimate.
 
-Both are strict: an unknown query parameter or body field is a 400 naming it.
+Requests are strict: an unknown query parameter or body field is a 400 naming it.
 """
 
 from __future__ import annotations
@@ -8,11 +9,18 @@ from __future__ import annotations
 import re
 import uuid
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    field_validator,
+)
 
 from spine.schemas.openai import ChatMessage, Tool
+from spine.schemas.public import PublicModel, omitted_if_none
 
 MAX_PAGE_SIZE = 1000
 MAX_OFFSET = 100_000
@@ -86,3 +94,139 @@ class EstimateCostRequest(BaseModel):
 
     def output_limit(self) -> int | None:
         return self.max_completion_tokens or self.max_tokens
+
+
+# --- responses ------------------------------------------------------------------------
+
+
+class PricePublic(PublicModel):
+    """A model's prices from models.yaml, USD per 1M tokens."""
+
+    object: Literal["model.pricing"] = "model.pricing"
+    model: str
+    provider: str
+    currency: Literal["usd"] = "usd"
+    unit: Literal["USD per 1M tokens"] = "USD per 1M tokens"
+    input: float
+    # Prompt tokens the provider served from its cache; `input` where none is set.
+    cached_input: float
+    output: float
+    aliases: list[str]
+    resolves_to: str | None = omitted_if_none("the model id an alias or profile stands for")
+    profile: str | None = omitted_if_none("the profile `model` names")
+
+
+class PriceList(PublicModel):
+    object: Literal["list"] = "list"
+    data: list[PricePublic]
+
+
+class TokenRange(PublicModel):
+    min: int
+    max: int
+
+
+class TokenizerPublic(PublicModel):
+    method: str
+    exact: bool
+    fallback: str | None
+
+
+class CostRange(PublicModel):
+    min: float
+    expected: float
+    max: float
+
+
+class CostsPublic(PublicModel):
+    without_cache: CostRange
+    with_cache: CostRange
+
+
+class CostEstimate(PublicModel):
+    object: Literal["cost_estimate"] = "cost_estimate"
+    model: str
+    resolved_model: str
+    provider: str
+    prompt_tokens: int
+    prompt_tokens_range: TokenRange
+    completion_tokens: int
+    completion_tokens_source: Literal["request", "profile", "model_default", "assumed_default"]
+    tokenizer: TokenizerPublic
+    fits_context_window: bool
+    pricing: PricePublic
+    cost_usd: CostsPublic
+
+
+class UsageFiltersPublic(PublicModel):
+    tenant: str | None
+    principal: str | None
+    key: str | None
+    model: str | None
+
+
+class UsageSumsPublic(PublicModel):
+    requests: int
+    errors: int
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+    cached_tokens: int
+    reasoning_tokens: int
+    cost_usd: float
+
+
+class UsageByModel(UsageSumsPublic):
+    model: str | None
+
+
+class UsageByDay(UsageSumsPublic):
+    date: str | None
+
+
+class UsageByKey(UsageSumsPublic):
+    api_key_id: str | None
+
+
+GroupT = TypeVar("GroupT", bound=UsageSumsPublic)
+
+
+class UsageBreakdown(PublicModel, Generic[GroupT]):
+    object: Literal["list"] = "list"
+    data: list[GroupT]
+    has_more: bool
+
+
+class UsageReportPublic(PublicModel):
+    """GET /v1/usage: totals, and one page per breakdown asked for (`group_by`),
+    the pages in the order asked."""
+
+    object: Literal["usage.report"] = "usage.report"
+    start: str
+    end: str
+    filters: UsageFiltersPublic
+    totals: UsageSumsPublic
+    limit: int
+    offset: int
+    by_model: UsageBreakdown[UsageByModel] | None = omitted_if_none()
+    by_day: UsageBreakdown[UsageByDay] | None = omitted_if_none()
+    by_key: UsageBreakdown[UsageByKey] | None = omitted_if_none()
+    # The breakdowns' order on the wire: the order `group_by` named them.
+    _order: tuple[str, ...] = PrivateAttr(default=())
+
+    @classmethod
+    def of(cls, body: dict[str, Any]) -> UsageReportPublic:
+        """The report `spine.usage.report` builds, checked against this shape."""
+        report = cls.model_validate(body)
+        report._order = tuple(key for key in body if key.startswith("by_"))
+        return report
+
+    def content(self) -> dict[str, Any]:
+        """The JSON-ready report, its breakdowns in the order asked. (A wrap
+        serializer would do it inside pydantic, but would hide the fields from the
+        OpenAPI document.)"""
+        data = self.model_dump(mode="json")
+        for key in self._order:
+            if key in data:
+                data[key] = data.pop(key)
+        return data

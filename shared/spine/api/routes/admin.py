@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -23,8 +22,17 @@ from spine.admin.operations import deployments_report, latency_report, time_rang
 from spine.admin.worker_lifecycle import LifecycleAction, change, list_models
 from spine.api.body import parse_body
 from spine.api.deps import AdminDep, PrincipalDep, RegistryDep, StateDep
+from spine.api.openapi import json_body, query_params
 from spine.api.query import parse_query
 from spine.errors import AuthenticationError, NotFoundError
+from spine.schemas.admin import (
+    DeploymentsReport,
+    LatencyReport,
+    ModelsCheckProblem,
+    ModelsCheckPublic,
+    PrincipalPublic,
+    WorkerAnswer,
+)
 from spine.schemas.usage import parse_instant
 
 router = APIRouter()
@@ -56,30 +64,29 @@ class RangeQuery(BaseModel):
 
 
 @router.get("/v1/me")
-async def me(principal: PrincipalDep) -> dict[str, Any]:
+async def me(principal: PrincipalDep) -> PrincipalPublic:
     if principal.credential == "anonymous":
         raise AuthenticationError("This function needs a credential.")
-    return {
-        "object": "principal",
-        "subject": principal.subject,
-        "credential": principal.credential,
-        "api_key_id": principal.api_key_id,
-        "tenant": principal.tenant,
-        "scopes": sorted(principal.scopes),
-        "tier": principal.tier,
-        "admin": principal.has_scope("admin"),
-    }
+    return PrincipalPublic(
+        subject=principal.subject,
+        credential=principal.credential,
+        api_key_id=principal.api_key_id,
+        tenant=principal.tenant,
+        scopes=sorted(principal.scopes),
+        tier=principal.tier,
+        admin=principal.has_scope("admin"),
+    )
 
 
 @router.get("/v1/admin/worker/models")
-async def worker_models(principal: AdminDep, state: StateDep) -> dict[str, Any]:
-    return await list_models(state.settings, principal)
+async def worker_models(principal: AdminDep, state: StateDep) -> WorkerAnswer:
+    return WorkerAnswer.model_validate(await list_models(state.settings, principal))
 
 
-@router.post("/v1/admin/worker/models/{action}")
+@router.post("/v1/admin/worker/models/{action}", openapi_extra=json_body(LifecycleRequest))
 async def worker_lifecycle(
     action: str, request: Request, principal: AdminDep, state: StateDep
-) -> dict[str, Any]:
+) -> WorkerAnswer:
     try:
         chosen = LifecycleAction(action)
     except ValueError:
@@ -87,31 +94,30 @@ async def worker_lifecycle(
             f"Unknown action '{action}': expected load, unload or reload.", param="action"
         ) from None
     body = await parse_body(request, LifecycleRequest)
-    return await change(state.settings, principal, chosen, body.model)
+    return WorkerAnswer.model_validate(await change(state.settings, principal, chosen, body.model))
 
 
-@router.post("/v1/admin/models/check")
-async def models_check(request: Request, principal: AdminDep) -> dict[str, Any]:
+@router.post("/v1/admin/models/check", openapi_extra=json_body(ModelsCheckRequest))
+async def models_check(request: Request, principal: AdminDep) -> ModelsCheckPublic:
     body = await parse_body(request, ModelsCheckRequest)
     result = check_models_text(body.content)
-    return {
-        "object": "models.check",
-        "valid": result.valid,
-        "models": result.models,
-        "problems": [
-            {"line": p.line, "field": p.field, "message": p.message, "text": p.text}
+    return ModelsCheckPublic(
+        valid=result.valid,
+        models=result.models,
+        problems=[
+            ModelsCheckProblem(line=p.line, field=p.field, message=p.message, text=p.text)
             for p in result.problems
         ],
-    }
+    )
 
 
-@router.get("/v1/admin/latency")
-async def latency(request: Request, principal: AdminDep) -> dict[str, Any]:
+@router.get("/v1/admin/latency", openapi_extra=query_params(RangeQuery))
+async def latency(request: Request, principal: AdminDep) -> LatencyReport:
     query = parse_query(request, RangeQuery)
     start, end = time_range(query.start, query.end, now=datetime.now(UTC))
-    return await latency_report(start, end)
+    return LatencyReport.model_validate(await latency_report(start, end))
 
 
 @router.get("/v1/admin/deployments")
-async def deployments(principal: AdminDep, registry: RegistryDep) -> dict[str, Any]:
-    return await deployments_report(registry)
+async def deployments(principal: AdminDep, registry: RegistryDep) -> DeploymentsReport:
+    return DeploymentsReport.model_validate(await deployments_report(registry))

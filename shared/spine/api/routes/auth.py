@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from spine.api.body import parse_body
@@ -19,6 +18,7 @@ from spine.auth.api_keys import authenticate_api_key
 from spine.auth.authenticate import bearer_token
 from spine.auth.jwt import issue_token
 from spine.errors import AuthenticationError
+from spine.schemas.auth import TokenPublic
 
 router = APIRouter()
 
@@ -33,7 +33,7 @@ class TokenRequest(BaseModel):
 
 
 @router.post("/v1/auth/token", openapi_extra=json_body(TokenRequest, required=False))
-async def create_token(request: Request, state: StateDep) -> JSONResponse:
+async def create_token(request: Request, response: Response, state: StateDep) -> TokenPublic:
     token = bearer_token(request.headers.get("authorization"))
     prefix = state.settings.auth.api_key_prefix
     if not token.startswith(prefix):
@@ -45,14 +45,12 @@ async def create_token(request: Request, state: StateDep) -> JSONResponse:
     raw = await request.body()
     body = await parse_body(request, TokenRequest) if raw.strip() else TokenRequest()
     issued = issue_token(principal, state.settings, expires_in=body.expires_in, scopes=body.scopes)
-    return JSONResponse(
-        {
-            "access_token": issued.token,
-            "token_type": "Bearer",
-            "expires_in": issued.expires_in,
-            "expires_at": issued.expires_at,
-            "scope": " ".join(sorted(issued.scopes)),
-        },
-        # RFC 6749 §5.1: responses carrying tokens must not be cached.
-        headers={"Cache-Control": "no-store", "Pragma": "no-cache"},
+    # RFC 6749 §5.1: responses carrying tokens must not be cached.
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Pragma"] = "no-cache"
+    return TokenPublic(
+        access_token=issued.token,
+        expires_in=issued.expires_in,
+        expires_at=issued.expires_at,
+        scope=" ".join(sorted(issued.scopes)),
     )

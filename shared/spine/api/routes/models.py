@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from functools import lru_cache
 
 from fastapi import APIRouter
 
 from spine.api.deps import PrincipalDep, RegistryDep
 from spine.registry.resolve import Registry, ResolvedModel
 from spine.registry.schema import ModelEntry
+from spine.schemas.models import ModelList, ModelPricingPublic, ModelProfilePublic, ModelPublic
 
 router = APIRouter()
 
@@ -17,50 +18,57 @@ router = APIRouter()
 _CREATED = 0
 
 
-def model_object(entry: ModelEntry, *, name: str | None = None) -> dict[str, Any]:
-    return {
-        "id": name or entry.id,
-        "object": "model",
-        "created": _CREATED,
-        "owned_by": entry.owned_by or entry.provider.value,
-        "provider": entry.provider.value,
-        "context_window": entry.context_window,
-        "max_output_tokens": entry.max_output_tokens,
-        "pricing": {
-            "unit": "USD per 1M tokens",
-            "input": entry.pricing.input,
-            "output": entry.pricing.output,
-            "cached_input": entry.pricing.cached_input_or_input,
-        },
-        "capabilities": [c.value for c in entry.capabilities],
-        "aliases": list(entry.aliases),
-        "fallbacks": list(entry.fallbacks),
-        "description": entry.description,
-    }
+def model_public(entry: ModelEntry, *, name: str | None = None) -> ModelPublic:
+    return ModelPublic(
+        id=name or entry.id,
+        created=_CREATED,
+        owned_by=entry.owned_by or entry.provider.value,
+        provider=entry.provider.value,
+        context_window=entry.context_window,
+        max_output_tokens=entry.max_output_tokens,
+        pricing=ModelPricingPublic(
+            input=entry.pricing.input,
+            output=entry.pricing.output,
+            cached_input=entry.pricing.cached_input_or_input,
+        ),
+        capabilities=[c.value for c in entry.capabilities],
+        aliases=list(entry.aliases),
+        fallbacks=list(entry.fallbacks),
+        description=entry.description,
+    )
 
 
-def _resolved_object(resolved: ResolvedModel) -> dict[str, Any]:
-    body = model_object(resolved.entry)
+def _resolved_public(resolved: ResolvedModel) -> ModelPublic:
+    model = model_public(resolved.entry)
     if resolved.requested != resolved.entry.id:
-        body["id"] = resolved.requested
-        body["resolves_to"] = resolved.entry.id
+        model.id = resolved.requested
+        model.resolves_to = resolved.entry.id
     if resolved.profile is not None:
-        body["profile"] = {"name": resolved.profile, "parameters": resolved.profile_params}
-    return body
+        model.profile = ModelProfilePublic(
+            name=resolved.profile, parameters=resolved.profile_params
+        )
+    return model
 
 
-def list_objects(registry: Registry) -> list[dict[str, Any]]:
-    objects = [model_object(entry) for entry in registry.models]
-    objects += [_resolved_object(registry.resolve(name)) for name in registry.profiles]
-    objects += [_resolved_object(registry.resolve(name)) for name in registry.parsed.aliases]
-    return objects
+def list_public(registry: Registry) -> list[ModelPublic]:
+    models = [model_public(entry) for entry in registry.models]
+    models += [_resolved_public(registry.resolve(name)) for name in registry.profiles]
+    models += [_resolved_public(registry.resolve(name)) for name in registry.parsed.aliases]
+    return models
+
+
+@lru_cache(maxsize=1)
+def model_list(registry: Registry) -> ModelList:
+    """The list changes only with models.yaml (a reload is a new Registry): built once
+    per registry rather than once per request."""
+    return ModelList(data=list_public(registry))
 
 
 @router.get("/v1/models")
-async def list_models(registry: RegistryDep, _: PrincipalDep) -> dict[str, Any]:
-    return {"object": "list", "data": list_objects(registry)}
+async def list_models(registry: RegistryDep, _: PrincipalDep) -> ModelList:
+    return model_list(registry)
 
 
 @router.get("/v1/models/{model_id:path}")
-async def get_model(model_id: str, registry: RegistryDep, _: PrincipalDep) -> dict[str, Any]:
-    return _resolved_object(registry.resolve(model_id))
+async def get_model(model_id: str, registry: RegistryDep, _: PrincipalDep) -> ModelPublic:
+    return _resolved_public(registry.resolve(model_id))

@@ -8,29 +8,41 @@ ownership, which the service enforces (another principal's prompt is a 404).
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 
 from spine.api.answer_headers import call_headers
 from spine.api.body import parse_body
 from spine.api.deps import CallContextDep, PrincipalDep, require_scope
 from spine.api.openapi import PAGE_QUERY, json_body, query_params
-from spine.api.query import epoch, known_query, list_page, page_limit, small_int
+from spine.api.query import epoch, known_query, page_limit, small_int
 from spine.auth.principal import Principal
 from spine.errors import InvalidRequestError
 from spine.prompts import service
 from spine.schemas.prompts import (
     LABEL_PATTERN,
     MAX_VERSION,
+    ExecutedPrompt,
+    ExecutedPromptRef,
     ExecutePromptRequest,
     LabelRequest,
+    PromptChanged,
     PromptCreate,
+    PromptLabelDeleted,
+    PromptLabelSet,
+    PromptPublic,
+    PromptSummary,
     PromptUpdate,
+    PromptVersionPage,
+    PromptVersionPublic,
+    RenderedMessage,
+    RenderedPrompt,
     RenderRequest,
     RollbackRequest,
 )
+from spine.schemas.public import Deleted, ListPage
 from spine.storage.prompts import PromptRow, PromptVersionRow
 
 router = APIRouter()
@@ -48,175 +60,180 @@ WriterDep = Annotated[Principal, Depends(require_scope(WRITE_SCOPE))]
 
 
 @router.post("/v1/prompts", status_code=201, openapi_extra=json_body(PromptCreate))
-async def create_prompt(request: Request, principal: WriterDep) -> dict[str, Any]:
+async def create_prompt(request: Request, principal: WriterDep) -> PromptPublic:
     body = await parse_body(request, PromptCreate, stored=True)
-    return prompt_object(await service.create_prompt(principal, body))
+    return prompt_public(await service.create_prompt(principal, body))
 
 
 @router.get("/v1/prompts", openapi_extra=PAGE_QUERY)
-async def list_prompts(request: Request, principal: PrincipalDep) -> dict[str, Any]:
+async def list_prompts(request: Request, principal: PrincipalDep) -> ListPage[PromptSummary]:
     query = known_query(request, {"limit", "after"})
     rows, has_more = await service.list_prompts(
         principal, limit=page_limit(query), after=query.get("after")
     )
-    return list_page([prompt_summary(row) for row in rows], has_more)
+    return ListPage[PromptSummary].of([prompt_summary(row) for row in rows], has_more)
 
 
 @router.get("/v1/prompts/{ref}", openapi_extra=VERSION_QUERY)
-async def get_prompt(ref: str, request: Request, principal: PrincipalDep) -> dict[str, Any]:
+async def get_prompt(ref: str, request: Request, principal: PrincipalDep) -> PromptPublic:
     query = known_query(request, {"version", "label"})
     version = _version_number(query["version"]) if "version" in query else None
     label = _label(query["label"]) if "label" in query else None
     if version is not None and label is not None:
         raise InvalidRequestError("Send 'version' or 'label', not both.", param="label")
-    return prompt_object(await service.get_prompt(principal, ref, version=version, label=label))
+    return prompt_public(await service.get_prompt(principal, ref, version=version, label=label))
 
 
 @router.patch("/v1/prompts/{ref}", openapi_extra=json_body(PromptUpdate))
-async def update_prompt(ref: str, request: Request, principal: WriterDep) -> dict[str, Any]:
+async def update_prompt(ref: str, request: Request, principal: WriterDep) -> PromptChanged:
     body = await parse_body(request, PromptUpdate, stored=True)
     view, created = await service.update_prompt(principal, ref, body)
-    return {**prompt_object(view), "version_created": created}
+    return prompt_changed(view, created)
 
 
 @router.delete("/v1/prompts/{ref}")
-async def delete_prompt(ref: str, principal: WriterDep) -> dict[str, Any]:
+async def delete_prompt(ref: str, principal: WriterDep) -> Deleted:
     prompt_id = await service.delete_prompt(principal, ref)
-    return {"id": str(prompt_id), "object": "prompt.deleted", "deleted": True}
+    return Deleted(id=str(prompt_id), object="prompt.deleted")
 
 
 # --- versions -----------------------------------------------------------------------
 
 
 @router.get("/v1/prompts/{ref}/versions", openapi_extra=PAGE_QUERY)
-async def list_versions(ref: str, request: Request, principal: PrincipalDep) -> dict[str, Any]:
+async def list_versions(ref: str, request: Request, principal: PrincipalDep) -> PromptVersionPage:
     query = known_query(request, {"limit", "after"})
     # Newest first, so "after" a version means older ones: numbers below it.
     before = _version_number(query["after"], param="after") if "after" in query else None
     _, rows, has_more = await service.list_versions(
         principal, ref, limit=page_limit(query), before=before
     )
-    data = [version_object(row) for row in rows]
-    page = list_page(data, has_more)
-    page["first_id"] = rows[0].version if rows else None
-    page["last_id"] = rows[-1].version if rows else None
-    return page
+    return PromptVersionPage(
+        data=[version_public(row) for row in rows],
+        first_id=rows[0].version if rows else None,
+        last_id=rows[-1].version if rows else None,
+        has_more=has_more,
+    )
 
 
 @router.get("/v1/prompts/{ref}/versions/{number}")
-async def get_version(ref: str, number: str, principal: PrincipalDep) -> dict[str, Any]:
-    return version_object(await service.get_version(principal, ref, _version_number(number)))
+async def get_version(ref: str, number: str, principal: PrincipalDep) -> PromptVersionPublic:
+    return version_public(await service.get_version(principal, ref, _version_number(number)))
 
 
 @router.post("/v1/prompts/{ref}/rollback", openapi_extra=json_body(RollbackRequest))
-async def rollback(ref: str, request: Request, principal: WriterDep) -> dict[str, Any]:
+async def rollback(ref: str, request: Request, principal: WriterDep) -> PromptChanged:
     body = await parse_body(request, RollbackRequest, stored=True)
     view, created = await service.rollback(principal, ref, body.version)
-    return {**prompt_object(view), "version_created": created}
+    return prompt_changed(view, created)
 
 
 # --- labels -------------------------------------------------------------------------
 
 
 @router.put("/v1/prompts/{ref}/labels/{label}", openapi_extra=json_body(LabelRequest))
-async def set_label(ref: str, label: str, request: Request, principal: WriterDep) -> dict[str, Any]:
+async def set_label(ref: str, label: str, request: Request, principal: WriterDep) -> PromptLabelSet:
     checked = _label(label)
     body = await parse_body(request, LabelRequest, stored=True)
     view = await service.set_label(principal, ref, checked, body.version)
-    return {
-        "object": "prompt.label",
-        "prompt_id": str(view.prompt.id),
-        "label": checked,
-        "version": body.version,
-        "labels": view.labels,
-    }
+    return PromptLabelSet(
+        prompt_id=str(view.prompt.id), label=checked, version=body.version, labels=view.labels
+    )
 
 
 @router.delete("/v1/prompts/{ref}/labels/{label}")
-async def delete_label(ref: str, label: str, principal: WriterDep) -> dict[str, Any]:
+async def delete_label(ref: str, label: str, principal: WriterDep) -> PromptLabelDeleted:
     checked = _label(label)
     prompt = await service.delete_label(principal, ref, checked)
-    return {
-        "object": "prompt.label.deleted",
-        "prompt_id": str(prompt.id),
-        "label": checked,
-        "deleted": True,
-    }
+    return PromptLabelDeleted(prompt_id=str(prompt.id), label=checked)
 
 
 # --- render and execute -------------------------------------------------------------
 
 
 @router.post("/v1/prompts/{ref}/render", openapi_extra=json_body(RenderRequest))
-async def render(ref: str, request: Request, principal: PrincipalDep) -> dict[str, Any]:
+async def render(ref: str, request: Request, principal: PrincipalDep) -> RenderedPrompt:
     body = await parse_body(request, RenderRequest)
     rendered = await service.render_prompt(
         principal, ref, body.variables, version=body.version, label=body.label
     )
-    return {
-        "object": "prompt.rendered",
-        "prompt_id": str(rendered.prompt.id),
-        "version": rendered.version.version,
-        "version_id": str(rendered.version.id),
-        "text": rendered.text,
-        "messages": [{"role": "user", "content": rendered.text}],
-    }
+    return RenderedPrompt(
+        prompt_id=str(rendered.prompt.id),
+        version=rendered.version.version,
+        version_id=str(rendered.version.id),
+        text=rendered.text,
+        messages=[RenderedMessage(content=rendered.text)],
+    )
 
 
-@router.post("/v1/execute-prompt", openapi_extra=json_body(ExecutePromptRequest))
-async def execute_prompt(request: Request, ctx: CallContextDep) -> JSONResponse:
+# JSONResponse: the completion is written by json.dumps as the chat routes write it
+# (pydantic writes small floats, as in logprobs, in another form: 1e-6 for 1e-06).
+@router.post(
+    "/v1/execute-prompt",
+    response_class=JSONResponse,
+    openapi_extra=json_body(ExecutePromptRequest),
+)
+async def execute_prompt(
+    request: Request, response: Response, ctx: CallContextDep
+) -> ExecutedPrompt:
     body = await parse_body(request, ExecutePromptRequest)
-    response, result, rendered = await service.execute_prompt(body, ctx)
-    content = response.model_dump(mode="json")
-    content["prompt"] = {
-        "id": str(rendered.prompt.id),
-        "slug": rendered.prompt.slug,
-        "version": rendered.version.version,
-        "version_id": str(rendered.version.id),
-    }
-    headers = call_headers(result) | {"x-spine-prompt-version-id": str(rendered.version.id)}
-    return JSONResponse(content, headers=headers)
+    completion, result, rendered = await service.execute_prompt(body, ctx)
+    response.headers.update(
+        call_headers(result) | {"x-spine-prompt-version-id": str(rendered.version.id)}
+    )
+    # The completion's fields as they are (already checked), plus the version it ran.
+    return ExecutedPrompt.model_construct(
+        **dict(completion),
+        prompt=ExecutedPromptRef(
+            id=str(rendered.prompt.id),
+            slug=rendered.prompt.slug,
+            version=rendered.version.version,
+            version_id=str(rendered.version.id),
+        ),
+    )
 
 
 # --- response shapes (API objects, mapped explicitly from rows) ---------------------
 
 
-def prompt_summary(row: PromptRow) -> dict[str, Any]:
-    return {
-        "id": str(row.id),
-        "object": "prompt",
-        "slug": row.slug,
-        "name": row.name,
-        "description": row.description,
-        "latest_version": row.latest_version,
-        "created_at": epoch(row.created_at),
-        "updated_at": epoch(row.updated_at),
-    }
+def prompt_summary(row: PromptRow) -> PromptSummary:
+    return PromptSummary(
+        id=str(row.id),
+        slug=row.slug,
+        name=row.name,
+        description=row.description,
+        latest_version=row.latest_version,
+        created_at=epoch(row.created_at),
+        updated_at=epoch(row.updated_at),
+    )
 
 
-def prompt_object(view: service.PromptView) -> dict[str, Any]:
-    return {
-        **prompt_summary(view.prompt),
-        "labels": view.labels,
-        "version": version_object(view.version),
-    }
+def prompt_public(view: service.PromptView) -> PromptPublic:
+    return PromptPublic(
+        **dict(prompt_summary(view.prompt)),
+        labels=view.labels,
+        version=version_public(view.version),
+    )
 
 
-def version_object(row: PromptVersionRow) -> dict[str, Any]:
-    return {
-        "id": str(row.id),
-        "object": "prompt.version",
-        "prompt_id": str(row.prompt_id),
-        "version": row.version,
-        "template": row.template,
-        "variables": row.variables,
-        "model": row.model,
-        "parameters": row.parameters,
-        "content_hash": row.content_hash,
-        "rolled_back_from": row.rolled_back_from,
-        "created_by": row.created_by,
-        "created_at": epoch(row.created_at),
-    }
+def prompt_changed(view: service.PromptView, created: bool) -> PromptChanged:
+    return PromptChanged(**dict(prompt_public(view)), version_created=created)
+
+
+def version_public(row: PromptVersionRow) -> PromptVersionPublic:
+    return PromptVersionPublic(
+        id=str(row.id),
+        prompt_id=str(row.prompt_id),
+        version=row.version,
+        template=row.template,
+        variables=row.variables,
+        model=row.model,
+        parameters=row.parameters,
+        content_hash=row.content_hash,
+        rolled_back_from=row.rolled_back_from,
+        created_by=row.created_by,
+        created_at=epoch(row.created_at),
+    )
 
 
 # --- query and path parameters ------------------------------------------------------

@@ -10,9 +10,7 @@ order it is read in); `after` is the last id of the previous page.
 
 from __future__ import annotations
 
-from typing import Any
-
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
 from spine.api.answer_headers import call_headers
@@ -20,13 +18,21 @@ from spine.api.app import AppState
 from spine.api.body import parse_body
 from spine.api.deps import PrincipalDep, RegistryDep, StateDep, context_with
 from spine.api.openapi import PAGE_QUERY, json_body
-from spine.api.query import epoch, known_query, list_page, page_limit
+from spine.api.query import epoch, known_query, page_limit
 from spine.api.session_chat import session_headers
 from spine.auth.principal import Principal
 from spine.pipeline.context import CallContext
 from spine.registry.resolve import Registry
 from spine.schemas.openai import ChatCompletionRequest
-from spine.schemas.sessions import SessionCreate, SessionMessageCreate, SessionUpdate
+from spine.schemas.public import Deleted, ListPage
+from spine.schemas.sessions import (
+    MessagePublic,
+    SessionCreate,
+    SessionMessageCreate,
+    SessionPublic,
+    SessionReply,
+    SessionUpdate,
+)
 from spine.sessions import service
 from spine.sessions.chat import complete_in_session
 from spine.sessions.service import SessionTurn
@@ -38,39 +44,39 @@ router = APIRouter()
 @router.post("/v1/sessions", status_code=201, openapi_extra=json_body(SessionCreate))
 async def create_session(
     request: Request, principal: PrincipalDep, registry: RegistryDep
-) -> dict[str, Any]:
+) -> SessionPublic:
     service.owner_of(principal)  # 401 before the body is judged
     body = await parse_body(request, SessionCreate, stored=True)
-    return session_object(await service.create_session(principal, body, registry))
+    return session_public(await service.create_session(principal, body, registry))
 
 
 @router.get("/v1/sessions", openapi_extra=PAGE_QUERY)
-async def list_sessions(request: Request, principal: PrincipalDep) -> dict[str, Any]:
+async def list_sessions(request: Request, principal: PrincipalDep) -> ListPage[SessionPublic]:
     query = known_query(request, {"limit", "after"})
     rows, has_more = await service.list_sessions(
         principal, limit=page_limit(query), after=query.get("after")
     )
-    return list_page([session_object(row) for row in rows], has_more)
+    return ListPage[SessionPublic].of([session_public(row) for row in rows], has_more)
 
 
 @router.get("/v1/sessions/{session_id}")
-async def get_session(session_id: str, principal: PrincipalDep) -> dict[str, Any]:
-    return session_object(await service.get_session(principal, session_id))
+async def get_session(session_id: str, principal: PrincipalDep) -> SessionPublic:
+    return session_public(await service.get_session(principal, session_id))
 
 
 @router.patch("/v1/sessions/{session_id}", openapi_extra=json_body(SessionUpdate))
 async def update_session(
     session_id: str, request: Request, principal: PrincipalDep, registry: RegistryDep
-) -> dict[str, Any]:
+) -> SessionPublic:
     service.owner_of(principal)
     body = await parse_body(request, SessionUpdate, stored=True)
-    return session_object(await service.update_session(principal, session_id, body, registry))
+    return session_public(await service.update_session(principal, session_id, body, registry))
 
 
 @router.delete("/v1/sessions/{session_id}")
-async def delete_session(session_id: str, principal: PrincipalDep) -> dict[str, Any]:
+async def delete_session(session_id: str, principal: PrincipalDep) -> Deleted:
     deleted = await service.delete_session(principal, session_id)
-    return {"id": str(deleted), "object": "chat.session.deleted", "deleted": True}
+    return Deleted(id=str(deleted), object="chat.session.deleted")
 
 
 @router.get(
@@ -79,22 +85,30 @@ async def delete_session(session_id: str, principal: PrincipalDep) -> dict[str, 
 )
 async def list_messages(
     session_id: str, request: Request, principal: PrincipalDep
-) -> dict[str, Any]:
+) -> ListPage[MessagePublic]:
     query = known_query(request, {"limit", "after"})
     rows, has_more = await service.list_messages(
         principal, session_id, limit=page_limit(query), after=query.get("after")
     )
-    return list_page([message_object(row) for row in rows], has_more)
+    return ListPage[MessagePublic].of([message_public(row) for row in rows], has_more)
 
 
-@router.post("/v1/sessions/{session_id}/messages", openapi_extra=json_body(SessionMessageCreate))
+# JSONResponse: the completion is written by json.dumps as the chat routes write it
+# (pydantic writes small floats, as in logprobs, in another form: 1e-6 for 1e-06).
+@router.post(
+    "/v1/sessions/{session_id}/messages",
+    response_class=JSONResponse,
+    openapi_extra=json_body(SessionMessageCreate),
+)
 async def send_message(
     session_id: str,
     request: Request,
+    *,
+    response: Response,
     state: StateDep,
     principal: PrincipalDep,
     registry: RegistryDep,
-) -> JSONResponse:
+) -> SessionReply:
     """Run the session's model on its system prompt, trimmed history and this user
     message; store the message and the reply together; return both and the
     completion."""
@@ -113,14 +127,13 @@ async def send_message(
     turn = service.build_turn(principal, loaded, chat_request, registry)
     ctx = await _admitted_context(request, state, principal, registry, turn)
     reply = await complete_in_session(turn, ctx)
-    content = {
-        "object": "chat.session.reply",
-        "session_id": str(turn.session.id),
-        "turns_dropped": turn.turns_dropped,
-        "messages": [message_object(row) for row in reply.stored],
-        "completion": reply.completion.model_dump(mode="json"),
-    }
-    return JSONResponse(content, headers={**call_headers(reply.result), **session_headers(turn)})
+    response.headers.update({**call_headers(reply.result), **session_headers(turn)})
+    return SessionReply(
+        session_id=str(turn.session.id),
+        turns_dropped=turn.turns_dropped,
+        messages=[message_public(row) for row in reply.stored],
+        completion=reply.completion,
+    )
 
 
 async def _admitted_context(
@@ -146,33 +159,31 @@ async def _admitted_context(
 # --- response shapes (API objects, mapped explicitly from rows) ---------------------
 
 
-def session_object(row: SessionRow) -> dict[str, Any]:
-    return {
-        "id": str(row.id),
-        "object": "chat.session",
-        "title": row.title,
-        "model": row.model,
-        "system_prompt": row.system_prompt,
-        "message_count": row.message_count,
-        "created_at": epoch(row.created_at),
-        "updated_at": epoch(row.updated_at),
-    }
+def session_public(row: SessionRow) -> SessionPublic:
+    return SessionPublic(
+        id=str(row.id),
+        title=row.title,
+        model=row.model,
+        system_prompt=row.system_prompt,
+        message_count=row.message_count,
+        created_at=epoch(row.created_at),
+        updated_at=epoch(row.updated_at),
+    )
 
 
-def message_object(row: MessageRow) -> dict[str, Any]:
-    return {
-        "id": str(row.id),
-        "object": "chat.session.message",
-        "session_id": str(row.session_id),
-        "role": row.role,
-        "content": row.parts if row.parts is not None else row.content,
-        "name": row.name,
-        "tool_calls": row.tool_calls,
-        "tool_call_id": row.tool_call_id,
-        "request_id": row.request_id,
-        "tokens": row.tokens,
-        "created_at": epoch(row.created_at),
-    }
+def message_public(row: MessageRow) -> MessagePublic:
+    return MessagePublic(
+        id=str(row.id),
+        session_id=str(row.session_id),
+        role=row.role,
+        content=row.parts if row.parts is not None else row.content,
+        name=row.name,
+        tool_calls=row.tool_calls,
+        tool_call_id=row.tool_call_id,
+        request_id=row.request_id,
+        tokens=row.tokens,
+        created_at=epoch(row.created_at),
+    )
 
 
 # --- query parameters ---------------------------------------------------------------
