@@ -9,6 +9,7 @@ from spine.auth.jwt import issue_token
 from spine.auth.principal import Principal
 from spine.errors import AuthenticationError
 from spine.settings import Settings
+from spine.storage.db import Database
 
 
 @pytest.mark.parametrize(
@@ -25,11 +26,11 @@ from spine.settings import Settings
 )
 async def test_refusals_keep_openai_shapes(header: str | None, code: str) -> None:
     with pytest.raises(AuthenticationError) as caught:
-        await authenticate(header, Settings())
+        await authenticate(header, Settings(), Database())
     assert (caught.value.status_code, caught.value.code) == (401, code)
 
 
 async def test_a_jwt_is_verified_not_looked_up() -> None:
     token = issue_token(Principal(subject="u", credential="api_key"), Settings()).token
-    principal = await authenticate(f"bearer {token}", Settings())
+    principal = await authenticate(f"bearer {token}", Settings(), Database())
     assert (principal.subject, principal.credential) == ("u", "jwt")

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -58,6 +61,16 @@ def alive(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z"
+
+
+@pytest.fixture
+def tmp_path() -> Iterator[Path]:
+    """A fresh folder outside pytest's own: pgserver (as root) runs Postgres as its own
+    user, which must traverse every parent folder, and pytest keeps its base folder
+    private (and other pytest runs may reset it), as tests/fixtures/postgres.py notes."""
+    folder = Path(tempfile.mkdtemp(prefix="spine-e2e-"))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.mark.worker

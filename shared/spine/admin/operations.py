@@ -10,6 +10,7 @@ from typing import Any
 from spine.errors import InvalidRequestError
 from spine.registry.resolve import Registry
 from spine.registry.schema import Deployment
+from spine.storage.db import Database
 
 DEFAULT_RANGE = timedelta(days=30)
 MAX_RANGE = timedelta(days=366)
@@ -37,11 +38,10 @@ def time_range(
     return start, end
 
 
-async def latency_report(start: datetime, end: datetime) -> dict[str, Any]:
-    from spine.storage import db
+async def latency_report(database: Database, start: datetime, end: datetime) -> dict[str, Any]:
     from spine.storage.operations import BY_MODEL, BY_PROVIDER, LatencyRow, latency
 
-    rows = await latency(await db.connection(), start, end)
+    rows = await latency(await database.connection(), start, end)
 
     def figures(row: LatencyRow) -> dict[str, Any]:
         return {
@@ -68,11 +68,12 @@ async def latency_report(start: datetime, end: datetime) -> dict[str, Any]:
     }
 
 
-async def deployments_report(registry: Registry) -> dict[str, Any]:
-    from spine.storage import db
+async def deployments_report(database: Database, registry: Registry) -> dict[str, Any]:
     from spine.storage.operations import cooldowns
 
-    by_deployment = {(c.model_id, c.deployment): c for c in await cooldowns(await db.connection())}
+    by_deployment = {
+        (c.model_id, c.deployment): c for c in await cooldowns(await database.connection())
+    }
     data = []
     for entry in registry.models:
         # A model without `deployments` is served by one implicit deployment, "default"

@@ -46,7 +46,7 @@ async def current_principal(request: Request, state: StateDep) -> Principal:
     if known is not None:
         return known
     principal = (
-        await authenticate(request.headers.get("authorization"), state.settings)
+        await authenticate(request.headers.get("authorization"), state.settings, state.database)
         if state.verify_jwt
         else ANONYMOUS
     )

@@ -9,15 +9,18 @@ from spine.errors import AuthenticationError
 
 if TYPE_CHECKING:
     from spine.storage.api_keys import ApiKeyRow
+    from spine.storage.db import Connection, Database
 
 
-async def authenticate_api_key(token: str) -> Principal:
+async def authenticate_api_key(database: Database, token: str) -> Principal:
     """The principal of an active key; 401 for an unknown, revoked or expired one."""
-    from spine.storage import db
     from spine.storage.api_keys import authenticate as lookup
 
-    conn = await db.connection()
-    row = await lookup(conn, token)
+    async def find(conn: Connection) -> ApiKeyRow | None:
+        return await lookup(conn, token)
+
+    # A lookup: safe to run again on a fresh connection when the first is dead.
+    row = await database.run(find)
     if row is None:
         raise unknown_key(token)
     return principal_for_key(row)

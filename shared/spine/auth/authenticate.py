@@ -6,9 +6,14 @@ client) are imported by the first request that needs them.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from spine.auth.principal import Principal
 from spine.errors import AuthenticationError
 from spine.settings import Settings
+
+if TYPE_CHECKING:
+    from spine.storage.db import Database
 
 _MISSING = (
     "You didn't provide an API key. You need to provide your API key in an Authorization "
@@ -32,14 +37,16 @@ def looks_like_jwt(token: str) -> bool:
     return token.count(".") == 2
 
 
-async def authenticate(authorization: str | None, settings: Settings) -> Principal:
+async def authenticate(
+    authorization: str | None, settings: Settings, database: Database
+) -> Principal:
     """Spine API keys (by their prefix) are looked up; JWTs are verified; anything
     else is refused with OpenAI's "Incorrect API key" 401."""
     token = bearer_token(authorization)
     if token.startswith(settings.auth.api_key_prefix):
         from spine.auth.api_keys import authenticate_api_key
 
-        return await authenticate_api_key(token)
+        return await authenticate_api_key(database, token)
     if looks_like_jwt(token):
         from spine.auth.jwt import verify_jwt
 

@@ -26,13 +26,14 @@ from spine.errors import InvalidRequestError, NotFoundError, PermissionDeniedErr
 from spine.schemas.keys import KeyCreate, KeyUpdate
 from spine.settings import Settings
 from spine.storage.api_keys import ApiKeyRow, KeyChanges
+from spine.storage.db import Database
 
 # Minting a key that acts as another principal of the tenant (impersonation).
 IMPERSONATE_SCOPE = "keys:impersonate"
 
 
 async def create(
-    principal: Principal, body: KeyCreate, settings: Settings
+    database: Database, principal: Principal, body: KeyCreate, settings: Settings
 ) -> tuple[str, ApiKeyRow]:
     """A new key (plaintext, row); its limits are set in the same transaction."""
     tenant = _tenant_for_new_key(principal, body.tenant)
@@ -45,9 +46,9 @@ async def create(
                 code="scope_not_held",
             )
     expires_at = _expiry(body.expires_at)
-    from spine.storage import api_keys, db
+    from spine.storage import api_keys
 
-    async with db.transaction() as conn:
+    async with database.transaction() as conn:
         plaintext, row = await api_keys.create_key(
             conn,
             body.name,
@@ -65,33 +66,37 @@ async def create(
     return plaintext, updated
 
 
-async def list_keys(principal: Principal, *, include_revoked: bool) -> list[ApiKeyRow]:
-    from spine.storage import api_keys, db
+async def list_keys(
+    database: Database, principal: Principal, *, include_revoked: bool
+) -> list[ApiKeyRow]:
+    from spine.storage import api_keys
 
-    conn = await db.connection()
+    conn = await database.connection()
     return await api_keys.list_keys(conn, include_revoked=include_revoked, tenant=principal.tenant)
 
 
-async def get(principal: Principal, key_id: str) -> ApiKeyRow:
-    from spine.storage import api_keys, db
+async def get(database: Database, principal: Principal, key_id: str) -> ApiKeyRow:
+    from spine.storage import api_keys
 
-    conn = await db.connection()
+    conn = await database.connection()
     return _found(await api_keys.get_key(conn, _uuid(key_id), tenant=principal.tenant), key_id)
 
 
-async def update(principal: Principal, key_id: str, body: KeyUpdate) -> ApiKeyRow:
-    from spine.storage import api_keys, db
+async def update(
+    database: Database, principal: Principal, key_id: str, body: KeyUpdate
+) -> ApiKeyRow:
+    from spine.storage import api_keys
 
     changes = KeyChanges(name=body.name, limits=body.limits.changes() if body.limits else {})
-    conn = await db.connection()
+    conn = await database.connection()
     row = await api_keys.update_key(conn, _uuid(key_id), changes, tenant=principal.tenant)
     return _found(row, key_id)
 
 
-async def revoke(principal: Principal, key_id: str) -> ApiKeyRow:
-    from spine.storage import api_keys, db
+async def revoke(database: Database, principal: Principal, key_id: str) -> ApiKeyRow:
+    from spine.storage import api_keys
 
-    conn = await db.connection()
+    conn = await database.connection()
     row = await api_keys.revoke_key_by_id(conn, _uuid(key_id), tenant=principal.tenant)
     return _found(row, key_id)
 

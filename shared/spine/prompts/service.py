@@ -33,6 +33,7 @@ from spine.schemas.prompts import (
 )
 from spine.storage import db
 from spine.storage import prompts as store
+from spine.storage.db import Database
 from spine.storage.owner import Owner
 from spine.storage.prompts import PromptRow, PromptVersionRow
 
@@ -62,9 +63,9 @@ def owner_of(principal: Principal) -> Owner:
     return Owner(tenant=principal.tenant or "", subject=principal.subject)
 
 
-async def create_prompt(principal: Principal, body: PromptCreate) -> PromptView:
+async def create_prompt(database: Database, principal: Principal, body: PromptCreate) -> PromptView:
     content = _content(body)
-    conn = await db.connection()
+    conn = await database.connection()
     prompt, version = await store.create_prompt(
         conn,
         owner_of(principal),
@@ -77,11 +78,11 @@ async def create_prompt(principal: Principal, body: PromptCreate) -> PromptView:
 
 
 async def list_prompts(
-    principal: Principal, *, limit: int, after: str | None
+    database: Database, principal: Principal, *, limit: int, after: str | None
 ) -> tuple[list[PromptRow], bool]:
     """A page of the caller's prompts, newest first, and whether more follow."""
     owner = owner_of(principal)
-    conn = await db.connection()
+    conn = await database.connection()
     cursor = None
     if after is not None:
         cursor = _parse_uuid(after, param="after")
@@ -93,9 +94,9 @@ async def list_prompts(
     return rows[:limit], len(rows) > limit
 
 
-async def find_prompt(principal: Principal, ref: str) -> PromptRow:
+async def find_prompt(database: Database, principal: Principal, ref: str) -> PromptRow:
     """The caller's prompt named by id or slug; 404 for anyone else's."""
-    conn = await db.connection()
+    conn = await database.connection()
     owner = owner_of(principal)
     prompt_id = _as_uuid(ref)
     if prompt_id is not None:
@@ -108,22 +109,27 @@ async def find_prompt(principal: Principal, ref: str) -> PromptRow:
 
 
 async def get_prompt(
-    principal: Principal, ref: str, *, version: int | None = None, label: str | None = None
+    database: Database,
+    principal: Principal,
+    ref: str,
+    *,
+    version: int | None = None,
+    label: str | None = None,
 ) -> PromptView:
-    prompt = await find_prompt(principal, ref)
-    conn = await db.connection()
-    chosen = await _resolve_version(conn, prompt, version=version, label=label)
+    prompt = await find_prompt(database, principal, ref)
+    conn = await database.connection()
+    chosen = await _resolve_version(database, conn, prompt, version=version, label=label)
     return PromptView(prompt, chosen, await store.labels(conn, prompt.id))
 
 
 async def update_prompt(
-    principal: Principal, ref: str, body: PromptUpdate
+    database: Database, principal: Principal, ref: str, body: PromptUpdate
 ) -> tuple[PromptView, bool]:
     """Apply metadata edits; append a version only if the content changed. Returns
     the prompt with its newest version and whether a version was created."""
-    prompt = await find_prompt(principal, ref)
+    prompt = await find_prompt(database, principal, ref)
     owner = owner_of(principal)
-    conn = await db.connection()
+    conn = await database.connection()
     metadata = {"slug", "name", "description"} & body.model_fields_set
     if metadata:
         updated = await store.update_metadata(
@@ -147,34 +153,38 @@ async def update_prompt(
     return PromptView(prompt, latest, await store.labels(conn, prompt.id)), created
 
 
-async def delete_prompt(principal: Principal, ref: str) -> uuid.UUID:
-    prompt = await find_prompt(principal, ref)
-    conn = await db.connection()
+async def delete_prompt(database: Database, principal: Principal, ref: str) -> uuid.UUID:
+    prompt = await find_prompt(database, principal, ref)
+    conn = await database.connection()
     if not await store.delete_prompt(conn, owner_of(principal), prompt.id):
         raise NotFoundError(f"No prompt found with id or slug '{ref}'.", param=_SLUG_OR_ID)
     return prompt.id
 
 
 async def list_versions(
-    principal: Principal, ref: str, *, limit: int, before: int | None
+    database: Database, principal: Principal, ref: str, *, limit: int, before: int | None
 ) -> tuple[PromptRow, list[PromptVersionRow], bool]:
-    prompt = await find_prompt(principal, ref)
-    conn = await db.connection()
+    prompt = await find_prompt(database, principal, ref)
+    conn = await database.connection()
     rows = await store.list_versions(conn, prompt.id, limit=limit + 1, before=before)
     return prompt, rows[:limit], len(rows) > limit
 
 
-async def get_version(principal: Principal, ref: str, number: int) -> PromptVersionRow:
-    prompt = await find_prompt(principal, ref)
-    return await _version_or_404(await db.connection(), prompt, number)
+async def get_version(
+    database: Database, principal: Principal, ref: str, number: int
+) -> PromptVersionRow:
+    prompt = await find_prompt(database, principal, ref)
+    return await _version_or_404(await database.connection(), prompt, number)
 
 
-async def rollback(principal: Principal, ref: str, number: int) -> tuple[PromptView, bool]:
+async def rollback(
+    database: Database, principal: Principal, ref: str, number: int
+) -> tuple[PromptView, bool]:
     """Make version `number`'s content the newest again by appending a copy of it
     (history stays append-only). Nothing is appended when the newest version
     already has that content."""
-    prompt = await find_prompt(principal, ref)
-    conn = await db.connection()
+    prompt = await find_prompt(database, principal, ref)
+    conn = await database.connection()
     target = await _version_or_404(conn, prompt, number)
     prompt, latest, created = await store.add_version_if_changed(
         conn, prompt, target.content(), created_by=principal.subject, rolled_back_from=number
@@ -182,28 +192,31 @@ async def rollback(principal: Principal, ref: str, number: int) -> tuple[PromptV
     return PromptView(prompt, latest, await store.labels(conn, prompt.id)), created
 
 
-async def set_label(principal: Principal, ref: str, label: str, number: int) -> PromptView:
+async def set_label(
+    database: Database, principal: Principal, ref: str, label: str, number: int
+) -> PromptView:
     if label == LATEST_LABEL:
         raise InvalidRequestError(
             f"'{LATEST_LABEL}' always means the newest version and cannot be set.",
             param="label",
             code="reserved_label",
         )
-    prompt = await find_prompt(principal, ref)
-    conn = await db.connection()
+    prompt = await find_prompt(database, principal, ref)
+    conn = await database.connection()
     version = await _version_or_404(conn, prompt, number)
     await store.set_label(conn, prompt.id, label, number, updated_by=principal.subject)
     return PromptView(prompt, version, await store.labels(conn, prompt.id))
 
 
-async def delete_label(principal: Principal, ref: str, label: str) -> PromptRow:
-    prompt = await find_prompt(principal, ref)
-    if not await store.delete_label(await db.connection(), prompt.id, label):
+async def delete_label(database: Database, principal: Principal, ref: str, label: str) -> PromptRow:
+    prompt = await find_prompt(database, principal, ref)
+    if not await store.delete_label(await database.connection(), prompt.id, label):
         raise NotFoundError(f"Prompt '{ref}' has no label '{label}'.", param="label")
     return prompt
 
 
 async def render_prompt(
+    database: Database,
     principal: Principal,
     ref: str,
     values: Mapping[str, Any],
@@ -211,19 +224,19 @@ async def render_prompt(
     version: int | None = None,
     label: str | None = None,
 ) -> Rendered:
-    prompt = await find_prompt(principal, ref)
-    conn = await db.connection()
-    chosen = await _resolve_version(conn, prompt, version=version, label=label)
+    prompt = await find_prompt(database, principal, ref)
+    conn = await database.connection()
+    chosen = await _resolve_version(database, conn, prompt, version=version, label=label)
     return Rendered(prompt, chosen, render(chosen.content(), values))
 
 
 async def execute_prompt(
-    body: ExecutePromptRequest, ctx: CallContext
+    database: Database, body: ExecutePromptRequest, ctx: CallContext
 ) -> tuple[ChatCompletion, CallResult, Rendered]:
     """Render the prompt and send it as one user message through the chat service;
     the usage row records the version that ran."""
     rendered = await render_prompt(
-        ctx.principal, body.prompt, body.variables, version=body.version, label=body.label
+        database, ctx.principal, body.prompt, body.variables, version=body.version, label=body.label
     )
     version = rendered.version
     model = body.model or version.model
@@ -319,7 +332,12 @@ def _chat_request(
 
 
 async def _resolve_version(
-    conn: db.Connection, prompt: PromptRow, *, version: int | None, label: str | None
+    database: Database,
+    conn: db.Connection,
+    prompt: PromptRow,
+    *,
+    version: int | None,
+    label: str | None,
 ) -> PromptVersionRow:
     if version is not None:
         return await _version_or_404(conn, prompt, version)

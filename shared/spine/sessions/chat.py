@@ -33,7 +33,7 @@ async def open_turn(request: ChatCompletionRequest, ctx: CallContext) -> Session
     history fitted into the request's model."""
     assert request.session_id is not None
     loaded = await load_session(
-        ctx.principal, request.session_id, history=ctx.settings.limits.max_messages
+        ctx.database, ctx.principal, request.session_id, history=ctx.settings.limits.max_messages
     )
     return build_turn(ctx.principal, loaded, request, ctx.registry)
 
@@ -42,6 +42,7 @@ async def complete_in_session(turn: SessionTurn, ctx: CallContext) -> SessionRep
     completion, result = await run.answer(CHAT, turn.request, ctx)
     reply = completion.choices[0].message if completion.choices else AssistantMessage(content="")
     stored = await store_turn(
+        ctx.database,
         turn,
         reply,
         completion_tokens=completion.usage.completion_tokens

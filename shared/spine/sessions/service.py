@@ -32,6 +32,7 @@ from spine.sessions.history import (
 )
 from spine.storage import db
 from spine.storage import sessions as store
+from spine.storage.db import Database
 from spine.storage.owner import Owner
 from spine.storage.sessions import LoadedSession, MessageRow, NewMessage, SessionRow
 
@@ -85,30 +86,30 @@ def not_found(session_id: uuid.UUID | str) -> NotFoundError:
 
 
 async def create_session(
-    principal: Principal, body: SessionCreate, registry: Registry
+    database: Database, principal: Principal, body: SessionCreate, registry: Registry
 ) -> SessionRow:
     owner = owner_of(principal)
     registry.resolve(body.model)  # an unknown model is a 404 naming 'model' now, not later
-    conn = await db.connection()
+    conn = await database.connection()
     return await store.create_session(
         conn, owner, title=body.title, model=body.model, system_prompt=body.system_prompt
     )
 
 
-async def get_session(principal: Principal, raw_id: str) -> SessionRow:
+async def get_session(database: Database, principal: Principal, raw_id: str) -> SessionRow:
     owner, session_id = owner_of(principal), parse_id(raw_id)
-    row = await store.get_session(await db.connection(), owner, session_id)
+    row = await store.get_session(await database.connection(), owner, session_id)
     if row is None:
         raise not_found(session_id)
     return row
 
 
 async def list_sessions(
-    principal: Principal, *, limit: int, after: str | None
+    database: Database, principal: Principal, *, limit: int, after: str | None
 ) -> tuple[list[SessionRow], bool]:
     """A page of the caller's sessions, newest first, and whether more follow."""
     owner = owner_of(principal)
-    conn = await db.connection()
+    conn = await database.connection()
     cursor = None
     if after is not None:
         cursor = parse_id(after, param="after")
@@ -123,33 +124,33 @@ async def list_sessions(
 
 
 async def update_session(
-    principal: Principal, raw_id: str, body: SessionUpdate, registry: Registry
+    database: Database, principal: Principal, raw_id: str, body: SessionUpdate, registry: Registry
 ) -> SessionRow:
     owner, session_id = owner_of(principal), parse_id(raw_id)
     changes: dict[str, Any] = body.changes()
     if "model" in changes:
         registry.resolve(changes["model"])
-    row = await store.update_session(await db.connection(), owner, session_id, changes)
+    row = await store.update_session(await database.connection(), owner, session_id, changes)
     if row is None:
         raise not_found(session_id)
     return row
 
 
-async def delete_session(principal: Principal, raw_id: str) -> uuid.UUID:
+async def delete_session(database: Database, principal: Principal, raw_id: str) -> uuid.UUID:
     owner, session_id = owner_of(principal), parse_id(raw_id)
-    if not await store.delete_session(await db.connection(), owner, session_id):
+    if not await store.delete_session(await database.connection(), owner, session_id):
         raise not_found(session_id)
     return session_id
 
 
 async def list_messages(
-    principal: Principal, raw_id: str, *, limit: int, after: str | None
+    database: Database, principal: Principal, raw_id: str, *, limit: int, after: str | None
 ) -> tuple[list[MessageRow], bool]:
     """A page of the session's transcript, oldest first, and whether more follow."""
     owner, session_id = owner_of(principal), parse_id(raw_id)
     cursor = parse_id(after, param="after", what="message") if after is not None else None
     page = await store.list_messages(
-        await db.connection(), owner, session_id, limit=limit + 1, after=cursor
+        await database.connection(), owner, session_id, limit=limit + 1, after=cursor
     )
     if page is None:
         raise not_found(session_id)
@@ -165,10 +166,14 @@ async def list_messages(
 # --- a chat call in a session ---------------------------------------------------------
 
 
-async def load_session(principal: Principal, raw_id: str, *, history: int) -> LoadedSession:
+async def load_session(
+    database: Database, principal: Principal, raw_id: str, *, history: int
+) -> LoadedSession:
     """The caller's session with its newest `history` messages (one round trip)."""
     owner, session_id = owner_of(principal), parse_id(raw_id)
-    loaded = await store.load_session(await db.connection(), owner, session_id, history=history)
+    loaded = await store.load_session(
+        await database.connection(), owner, session_id, history=history
+    )
     if loaded is None:
         raise not_found(session_id)
     return loaded
@@ -240,13 +245,18 @@ def _without_session(
 
 
 async def store_turn(
-    turn: SessionTurn, reply: AssistantMessage, *, completion_tokens: int | None, request_id: str
+    database: Database,
+    turn: SessionTurn,
+    reply: AssistantMessage,
+    *,
+    completion_tokens: int | None,
+    request_id: str,
 ) -> list[MessageRow]:
     """Store the turn's new messages and the reply: one statement, all or nothing.
     Called only after the provider answered, so a failed call stores nothing."""
     messages = [*turn.new_messages, from_reply(reply, tokens=completion_tokens)]
     try:
-        conn = await db.connection()
+        conn = await database.connection()
         rows = await store.append_messages(
             conn, turn.owner, turn.session.id, messages, request_id=request_id
         )

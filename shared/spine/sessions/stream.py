@@ -95,6 +95,7 @@ class SessionStream:
         usage = self.inner.result.usage
         try:
             await store_turn(
+                self.inner.ctx.database,
                 self.turn,
                 reply,
                 completion_tokens=usage.completion_tokens if usage.total_tokens else None,

@@ -15,6 +15,7 @@ from typing import Any
 from spine.auth.principal import Principal
 from spine.errors import InvalidRequestError, PermissionDeniedError
 from spine.schemas.usage import UsageQuery
+from spine.storage.db import Database
 from spine.storage.usage_report import (
     Breakdown,
     UsageFilter,
@@ -77,8 +78,7 @@ def breakdowns_of(query: UsageQuery) -> list[Breakdown]:
     return [Breakdown(name) for name in query.group_by]
 
 
-async def read_usage(query: UsageQuery, principal: Principal) -> dict[str, Any]:
-    from spine.storage import db
+async def read_usage(database: Database, query: UsageQuery, principal: Principal) -> dict[str, Any]:
     from spine.storage.db import Connection
     from spine.storage.usage_report import usage_report
 
@@ -88,7 +88,7 @@ async def read_usage(query: UsageQuery, principal: Principal) -> dict[str, Any]:
     async def read(conn: Connection) -> UsageReport:
         return await usage_report(conn, where, breakdowns, limit=query.limit, offset=query.offset)
 
-    report = await db.run(read)
+    report = await database.run(read)
     return report_body(where, query, report)
 
 

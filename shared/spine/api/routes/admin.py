@@ -112,12 +112,14 @@ async def models_check(request: Request, principal: AdminDep) -> ModelsCheckPubl
 
 
 @router.get("/v1/admin/latency", openapi_extra=query_params(RangeQuery))
-async def latency(request: Request, principal: AdminDep) -> LatencyReport:
+async def latency(request: Request, principal: AdminDep, state: StateDep) -> LatencyReport:
     query = parse_query(request, RangeQuery)
     start, end = time_range(query.start, query.end, now=datetime.now(UTC))
-    return LatencyReport.model_validate(await latency_report(start, end))
+    return LatencyReport.model_validate(await latency_report(state.database, start, end))
 
 
 @router.get("/v1/admin/deployments")
-async def deployments(principal: AdminDep, registry: RegistryDep) -> DeploymentsReport:
-    return DeploymentsReport.model_validate(await deployments_report(registry))
+async def deployments(
+    principal: AdminDep, registry: RegistryDep, state: StateDep
+) -> DeploymentsReport:
+    return DeploymentsReport.model_validate(await deployments_report(state.database, registry))

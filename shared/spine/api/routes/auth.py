@@ -41,7 +41,7 @@ async def create_token(request: Request, response: Response, state: StateDep) ->
             f"A token is only issued for an API key: send Authorization: Bearer {prefix}….",
             code="api_key_required",
         )
-    principal = await authenticate_api_key(token)
+    principal = await authenticate_api_key(state.database, token)
     raw = await request.body()
     body = await parse_body(request, TokenRequest) if raw.strip() else TokenRequest()
     issued = issue_token(principal, state.settings, expires_in=body.expires_in, scopes=body.scopes)

@@ -47,33 +47,37 @@ async def create_key(
     request: Request, response: Response, principal: WriterDep, state: StateDep
 ) -> KeyCreated:
     body = await parse_body(request, KeyCreate, stored=True)
-    plaintext, row = await key_admin.create(principal, body, state.settings)
+    plaintext, row = await key_admin.create(state.database, principal, body, state.settings)
     # The only time the secret is shown; it must not sit in any cache.
     response.headers["Cache-Control"] = "no-store"
     return KeyCreated(**dict(key_public(row)), key=plaintext)
 
 
 @router.get("/v1/keys", openapi_extra=query_params(ListQuery))
-async def list_keys(request: Request, principal: ReaderDep) -> KeyList:
+async def list_keys(request: Request, principal: ReaderDep, state: StateDep) -> KeyList:
     query = parse_query(request, ListQuery)
-    rows = await key_admin.list_keys(principal, include_revoked=query.include_revoked)
+    rows = await key_admin.list_keys(
+        state.database, principal, include_revoked=query.include_revoked
+    )
     return KeyList(data=[key_public(row) for row in rows])
 
 
 @router.get("/v1/keys/{key_id}")
-async def get_key(key_id: str, principal: ReaderDep) -> KeyPublic:
-    return key_public(await key_admin.get(principal, key_id))
+async def get_key(key_id: str, principal: ReaderDep, state: StateDep) -> KeyPublic:
+    return key_public(await key_admin.get(state.database, principal, key_id))
 
 
 @router.patch("/v1/keys/{key_id}", openapi_extra=json_body(KeyUpdate))
-async def update_key(key_id: str, request: Request, principal: WriterDep) -> KeyPublic:
+async def update_key(
+    key_id: str, request: Request, principal: WriterDep, state: StateDep
+) -> KeyPublic:
     body = await parse_body(request, KeyUpdate, stored=True)
-    return key_public(await key_admin.update(principal, key_id, body))
+    return key_public(await key_admin.update(state.database, principal, key_id, body))
 
 
 @router.delete("/v1/keys/{key_id}")
-async def revoke_key(key_id: str, principal: WriterDep) -> KeyPublic:
-    return key_public(await key_admin.revoke(principal, key_id))
+async def revoke_key(key_id: str, principal: WriterDep, state: StateDep) -> KeyPublic:
+    return key_public(await key_admin.revoke(state.database, principal, key_id))
 
 
 def key_public(row: ApiKeyRow) -> KeyPublic:

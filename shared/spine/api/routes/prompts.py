@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 
 from spine.api.answer_headers import call_headers
 from spine.api.body import parse_body
-from spine.api.deps import CallContextDep, PrincipalDep, require_scope
+from spine.api.deps import CallContextDep, PrincipalDep, StateDep, require_scope
 from spine.api.openapi import PAGE_QUERY, json_body, query_params
 from spine.api.query import epoch, known_query, page_limit, small_int
 from spine.auth.principal import Principal
@@ -60,40 +60,48 @@ WriterDep = Annotated[Principal, Depends(require_scope(WRITE_SCOPE))]
 
 
 @router.post("/v1/prompts", status_code=201, openapi_extra=json_body(PromptCreate))
-async def create_prompt(request: Request, principal: WriterDep) -> PromptPublic:
+async def create_prompt(request: Request, principal: WriterDep, state: StateDep) -> PromptPublic:
     body = await parse_body(request, PromptCreate, stored=True)
-    return prompt_public(await service.create_prompt(principal, body))
+    return prompt_public(await service.create_prompt(state.database, principal, body))
 
 
 @router.get("/v1/prompts", openapi_extra=PAGE_QUERY)
-async def list_prompts(request: Request, principal: PrincipalDep) -> ListPage[PromptSummary]:
+async def list_prompts(
+    request: Request, principal: PrincipalDep, state: StateDep
+) -> ListPage[PromptSummary]:
     query = known_query(request, {"limit", "after"})
     rows, has_more = await service.list_prompts(
-        principal, limit=page_limit(query), after=query.get("after")
+        state.database, principal, limit=page_limit(query), after=query.get("after")
     )
     return ListPage[PromptSummary].of([prompt_summary(row) for row in rows], has_more)
 
 
 @router.get("/v1/prompts/{ref}", openapi_extra=VERSION_QUERY)
-async def get_prompt(ref: str, request: Request, principal: PrincipalDep) -> PromptPublic:
+async def get_prompt(
+    ref: str, request: Request, principal: PrincipalDep, state: StateDep
+) -> PromptPublic:
     query = known_query(request, {"version", "label"})
     version = _version_number(query["version"]) if "version" in query else None
     label = _label(query["label"]) if "label" in query else None
     if version is not None and label is not None:
         raise InvalidRequestError("Send 'version' or 'label', not both.", param="label")
-    return prompt_public(await service.get_prompt(principal, ref, version=version, label=label))
+    return prompt_public(
+        await service.get_prompt(state.database, principal, ref, version=version, label=label)
+    )
 
 
 @router.patch("/v1/prompts/{ref}", openapi_extra=json_body(PromptUpdate))
-async def update_prompt(ref: str, request: Request, principal: WriterDep) -> PromptChanged:
+async def update_prompt(
+    ref: str, request: Request, principal: WriterDep, state: StateDep
+) -> PromptChanged:
     body = await parse_body(request, PromptUpdate, stored=True)
-    view, created = await service.update_prompt(principal, ref, body)
+    view, created = await service.update_prompt(state.database, principal, ref, body)
     return prompt_changed(view, created)
 
 
 @router.delete("/v1/prompts/{ref}")
-async def delete_prompt(ref: str, principal: WriterDep) -> Deleted:
-    prompt_id = await service.delete_prompt(principal, ref)
+async def delete_prompt(ref: str, principal: WriterDep, state: StateDep) -> Deleted:
+    prompt_id = await service.delete_prompt(state.database, principal, ref)
     return Deleted(id=str(prompt_id), object="prompt.deleted")
 
 
@@ -101,12 +109,14 @@ async def delete_prompt(ref: str, principal: WriterDep) -> Deleted:
 
 
 @router.get("/v1/prompts/{ref}/versions", openapi_extra=PAGE_QUERY)
-async def list_versions(ref: str, request: Request, principal: PrincipalDep) -> PromptVersionPage:
+async def list_versions(
+    ref: str, request: Request, principal: PrincipalDep, state: StateDep
+) -> PromptVersionPage:
     query = known_query(request, {"limit", "after"})
     # Newest first, so "after" a version means older ones: numbers below it.
     before = _version_number(query["after"], param="after") if "after" in query else None
     _, rows, has_more = await service.list_versions(
-        principal, ref, limit=page_limit(query), before=before
+        state.database, principal, ref, limit=page_limit(query), before=before
     )
     return PromptVersionPage(
         data=[version_public(row) for row in rows],
@@ -117,14 +127,20 @@ async def list_versions(ref: str, request: Request, principal: PrincipalDep) -> 
 
 
 @router.get("/v1/prompts/{ref}/versions/{number}")
-async def get_version(ref: str, number: str, principal: PrincipalDep) -> PromptVersionPublic:
-    return version_public(await service.get_version(principal, ref, _version_number(number)))
+async def get_version(
+    ref: str, number: str, principal: PrincipalDep, state: StateDep
+) -> PromptVersionPublic:
+    return version_public(
+        await service.get_version(state.database, principal, ref, _version_number(number))
+    )
 
 
 @router.post("/v1/prompts/{ref}/rollback", openapi_extra=json_body(RollbackRequest))
-async def rollback(ref: str, request: Request, principal: WriterDep) -> PromptChanged:
+async def rollback(
+    ref: str, request: Request, principal: WriterDep, state: StateDep
+) -> PromptChanged:
     body = await parse_body(request, RollbackRequest, stored=True)
-    view, created = await service.rollback(principal, ref, body.version)
+    view, created = await service.rollback(state.database, principal, ref, body.version)
     return prompt_changed(view, created)
 
 
@@ -132,19 +148,23 @@ async def rollback(ref: str, request: Request, principal: WriterDep) -> PromptCh
 
 
 @router.put("/v1/prompts/{ref}/labels/{label}", openapi_extra=json_body(LabelRequest))
-async def set_label(ref: str, label: str, request: Request, principal: WriterDep) -> PromptLabelSet:
+async def set_label(
+    ref: str, label: str, request: Request, principal: WriterDep, state: StateDep
+) -> PromptLabelSet:
     checked = _label(label)
     body = await parse_body(request, LabelRequest, stored=True)
-    view = await service.set_label(principal, ref, checked, body.version)
+    view = await service.set_label(state.database, principal, ref, checked, body.version)
     return PromptLabelSet(
         prompt_id=str(view.prompt.id), label=checked, version=body.version, labels=view.labels
     )
 
 
 @router.delete("/v1/prompts/{ref}/labels/{label}")
-async def delete_label(ref: str, label: str, principal: WriterDep) -> PromptLabelDeleted:
+async def delete_label(
+    ref: str, label: str, principal: WriterDep, state: StateDep
+) -> PromptLabelDeleted:
     checked = _label(label)
-    prompt = await service.delete_label(principal, ref, checked)
+    prompt = await service.delete_label(state.database, principal, ref, checked)
     return PromptLabelDeleted(prompt_id=str(prompt.id), label=checked)
 
 
@@ -152,10 +172,12 @@ async def delete_label(ref: str, label: str, principal: WriterDep) -> PromptLabe
 
 
 @router.post("/v1/prompts/{ref}/render", openapi_extra=json_body(RenderRequest))
-async def render(ref: str, request: Request, principal: PrincipalDep) -> RenderedPrompt:
+async def render(
+    ref: str, request: Request, principal: PrincipalDep, state: StateDep
+) -> RenderedPrompt:
     body = await parse_body(request, RenderRequest)
     rendered = await service.render_prompt(
-        principal, ref, body.variables, version=body.version, label=body.label
+        state.database, principal, ref, body.variables, version=body.version, label=body.label
     )
     return RenderedPrompt(
         prompt_id=str(rendered.prompt.id),
@@ -174,10 +196,10 @@ async def render(ref: str, request: Request, principal: PrincipalDep) -> Rendere
     openapi_extra=json_body(ExecutePromptRequest),
 )
 async def execute_prompt(
-    request: Request, response: Response, ctx: CallContextDep
+    request: Request, response: Response, ctx: CallContextDep, state: StateDep
 ) -> ExecutedPrompt:
     body = await parse_body(request, ExecutePromptRequest)
-    completion, result, rendered = await service.execute_prompt(body, ctx)
+    completion, result, rendered = await service.execute_prompt(state.database, body, ctx)
     response.headers.update(
         call_headers(result) | {"x-spine-prompt-version-id": str(rendered.version.id)}
     )

@@ -43,39 +43,47 @@ router = APIRouter()
 
 @router.post("/v1/sessions", status_code=201, openapi_extra=json_body(SessionCreate))
 async def create_session(
-    request: Request, principal: PrincipalDep, registry: RegistryDep
+    request: Request, principal: PrincipalDep, registry: RegistryDep, state: StateDep
 ) -> SessionPublic:
     service.owner_of(principal)  # 401 before the body is judged
     body = await parse_body(request, SessionCreate, stored=True)
-    return session_public(await service.create_session(principal, body, registry))
+    return session_public(await service.create_session(state.database, principal, body, registry))
 
 
 @router.get("/v1/sessions", openapi_extra=PAGE_QUERY)
-async def list_sessions(request: Request, principal: PrincipalDep) -> ListPage[SessionPublic]:
+async def list_sessions(
+    request: Request, principal: PrincipalDep, state: StateDep
+) -> ListPage[SessionPublic]:
     query = known_query(request, {"limit", "after"})
     rows, has_more = await service.list_sessions(
-        principal, limit=page_limit(query), after=query.get("after")
+        state.database, principal, limit=page_limit(query), after=query.get("after")
     )
     return ListPage[SessionPublic].of([session_public(row) for row in rows], has_more)
 
 
 @router.get("/v1/sessions/{session_id}")
-async def get_session(session_id: str, principal: PrincipalDep) -> SessionPublic:
-    return session_public(await service.get_session(principal, session_id))
+async def get_session(session_id: str, principal: PrincipalDep, state: StateDep) -> SessionPublic:
+    return session_public(await service.get_session(state.database, principal, session_id))
 
 
 @router.patch("/v1/sessions/{session_id}", openapi_extra=json_body(SessionUpdate))
 async def update_session(
-    session_id: str, request: Request, principal: PrincipalDep, registry: RegistryDep
+    session_id: str,
+    request: Request,
+    principal: PrincipalDep,
+    registry: RegistryDep,
+    state: StateDep,
 ) -> SessionPublic:
     service.owner_of(principal)
     body = await parse_body(request, SessionUpdate, stored=True)
-    return session_public(await service.update_session(principal, session_id, body, registry))
+    return session_public(
+        await service.update_session(state.database, principal, session_id, body, registry)
+    )
 
 
 @router.delete("/v1/sessions/{session_id}")
-async def delete_session(session_id: str, principal: PrincipalDep) -> Deleted:
-    deleted = await service.delete_session(principal, session_id)
+async def delete_session(session_id: str, principal: PrincipalDep, state: StateDep) -> Deleted:
+    deleted = await service.delete_session(state.database, principal, session_id)
     return Deleted(id=str(deleted), object="chat.session.deleted")
 
 
@@ -84,11 +92,11 @@ async def delete_session(session_id: str, principal: PrincipalDep) -> Deleted:
     openapi_extra=PAGE_QUERY,
 )
 async def list_messages(
-    session_id: str, request: Request, principal: PrincipalDep
+    session_id: str, request: Request, principal: PrincipalDep, state: StateDep
 ) -> ListPage[MessagePublic]:
     query = known_query(request, {"limit", "after"})
     rows, has_more = await service.list_messages(
-        principal, session_id, limit=page_limit(query), after=query.get("after")
+        state.database, principal, session_id, limit=page_limit(query), after=query.get("after")
     )
     return ListPage[MessagePublic].of([message_public(row) for row in rows], has_more)
 
@@ -115,7 +123,7 @@ async def send_message(
     service.owner_of(principal)
     body = await parse_body(request, SessionMessageCreate, stored=True)
     loaded = await service.load_session(
-        principal, session_id, history=state.settings.limits.max_messages
+        state.database, principal, session_id, history=state.settings.limits.max_messages
     )
     chat_request = ChatCompletionRequest.model_validate(
         {

@@ -31,9 +31,9 @@ router = APIRouter()
 
 
 @router.get("/v1/usage", response_model=UsageReportPublic, openapi_extra=query_params(UsageQuery))
-async def usage(request: Request, principal: PrincipalDep) -> Response:
+async def usage(request: Request, principal: PrincipalDep, state: StateDep) -> Response:
     query = parse_query(request, UsageQuery)
-    report = UsageReportPublic.of(await read_usage(query, principal))
+    report = UsageReportPublic.of(await read_usage(state.database, query, principal))
     # Not returned as the model, so that its breakdowns keep the order `group_by`
     # asked for; written by pydantic's serializer as FastAPI writes a model.
     return Response(pydantic_core.to_json(report.content()), media_type="application/json")
