@@ -37,7 +37,7 @@ def token_id(token: str) -> str:
 
 
 def fetch_secret_token(secret_name: str) -> str:
-    import boto3
+    import boto3  # noqa: PLC0415 - boto3 is imported only where an AWS service is configured
 
     client = boto3.client("secretsmanager")
     value = client.get_secret_value(SecretId=secret_name).get("SecretString") or ""

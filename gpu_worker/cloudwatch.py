@@ -86,7 +86,7 @@ class Publisher:
 
     def _cloudwatch(self) -> Any:
         if self._client is None:
-            import boto3
+            import boto3  # noqa: PLC0415 - boto3 is imported only where an AWS service is configured
 
             self._client = boto3.client("cloudwatch")
         return self._client

@@ -69,7 +69,7 @@ def fetch_models(bucket: str, prefix: str, destination: Path, *, client: Any = N
     """Make `destination` hold every file `SHA256SUMS` lists, verified; the names
     downloaded (those already present and matching are kept)."""
     if client is None:
-        import boto3
+        import boto3  # noqa: PLC0415 - boto3 is imported only where an AWS service is configured
 
         client = boto3.client("s3")
     prefix = prefix.strip("/")

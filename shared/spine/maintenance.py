@@ -23,9 +23,12 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
 
+from spine.ledger.recorder import write_spooled
+from spine.ledger.spool import spool_for
 from spine.observability import emit_metric, get_logger
 from spine.settings import Settings, load_settings
-from spine.storage.db import Connection
+from spine.storage import db, limits, response_cache, usage
+from spine.storage.db import Connection, Database
 
 logger = get_logger(__name__)
 
@@ -35,9 +38,6 @@ TASKS = ("usage_spool", "rate_counters", "response_cache", "usage_events")
 
 async def drain_usage_spool(settings: Settings) -> int:
     """Write the spooled usage rows; how many were new to the ledger."""
-    from spine.ledger.recorder import write_spooled
-    from spine.ledger.spool import spool_for
-    from spine.storage.db import Database
 
     spool = spool_for(settings)
     if spool is None:
@@ -53,7 +53,6 @@ async def run_maintenance(
 ) -> dict[str, int]:
     """Run `tasks`; rows written (the spool) or deleted per task. A failing task is
     logged and the others still run (the next run retries it)."""
-    from spine.storage import limits, response_cache, usage
 
     retention = settings.retention
     batch = retention.batch_size
@@ -106,7 +105,6 @@ async def run_maintenance(
 
 
 async def _run(tasks: tuple[str, ...]) -> dict[str, int]:
-    from spine.storage import db
 
     settings = load_settings()
     try:

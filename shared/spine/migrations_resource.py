@@ -22,6 +22,9 @@ from typing import Any, Protocol
 
 from spine.aws.cloudformation import send_response
 from spine.observability import get_logger
+from spine.settings import get_settings
+from spine.storage import embedded
+from spine.storage.migrate import apply_migrations, load_migrations
 
 logger = get_logger(__name__)
 
@@ -37,9 +40,6 @@ class LambdaContext(Protocol):
 def apply_pending() -> dict[str, str]:
     """Migrate the configured database; what CloudFormation gets as the resource's
     attributes (`!GetAtt DatabaseMigrations.Applied`, `.Version`)."""
-    from spine.settings import get_settings
-    from spine.storage import embedded
-    from spine.storage.migrate import apply_migrations, load_migrations
 
     settings = get_settings()
     url = embedded.database_url(settings)

@@ -74,7 +74,7 @@ def emit_metric(name: str, value: float, unit: str, **dimensions: str) -> None:
     """Emit one EMF metric with its own dimensions (e.g. model, provider)."""
     if os.environ.get("POWERTOOLS_METRICS_DISABLED", "").lower() in ("1", "true"):
         return
-    from aws_lambda_powertools.metrics import MetricUnit, single_metric
+    from aws_lambda_powertools.metrics import MetricUnit, single_metric  # noqa: PLC0415 - the metrics module only when one is emitted
 
     with single_metric(
         name=name, unit=MetricUnit(unit), value=value, namespace=NAMESPACE
@@ -86,7 +86,7 @@ def emit_metric(name: str, value: float, unit: str, **dimensions: str) -> None:
 
 @lru_cache(maxsize=1)
 def get_tracer() -> Tracer:
-    from aws_lambda_powertools import Tracer
+    from aws_lambda_powertools import Tracer  # noqa: PLC0415 - the X-Ray SDK only where tracing is on
 
     return Tracer(service=SERVICE)
 

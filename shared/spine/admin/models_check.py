@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass
 
 from spine.errors import ConfigError
+from spine.registry import parse_registry
 
 SOURCE = "models.yaml"
 _PROBLEM = re.compile(r"^(?P<source>.+?):(?P<line>\d+): (?P<field>.+?): (?P<message>.*)$", re.S)
@@ -32,7 +33,6 @@ class CheckResult:
 
 
 def check_models_text(text: str) -> CheckResult:
-    from spine.registry import parse_registry
 
     try:
         registry = parse_registry(text, source=SOURCE)

@@ -11,6 +11,7 @@ from spine.errors import InvalidRequestError
 from spine.registry.resolve import Registry
 from spine.registry.schema import Deployment
 from spine.storage.db import Database
+from spine.storage.operations import BY_MODEL, BY_PROVIDER, LatencyRow, cooldowns, latency
 
 DEFAULT_RANGE = timedelta(days=30)
 MAX_RANGE = timedelta(days=366)
@@ -39,7 +40,6 @@ def time_range(
 
 
 async def latency_report(database: Database, start: datetime, end: datetime) -> dict[str, Any]:
-    from spine.storage.operations import BY_MODEL, BY_PROVIDER, LatencyRow, latency
 
     rows = await latency(await database.connection(), start, end)
 
@@ -69,7 +69,6 @@ async def latency_report(database: Database, start: datetime, end: datetime) -> 
 
 
 async def deployments_report(database: Database, registry: Registry) -> dict[str, Any]:
-    from spine.storage.operations import cooldowns
 
     by_deployment = {
         (c.model_id, c.deployment): c for c in await cooldowns(await database.connection())

@@ -20,6 +20,7 @@ from spine.errors import (
     UpstreamError,
 )
 from spine.observability import get_logger
+from spine.pipeline.targets import worker_token
 from spine.settings import Settings
 
 logger = get_logger(__name__)
@@ -107,9 +108,7 @@ async def _call(
     *,
     seconds: float,
 ) -> dict[str, Any]:
-    import httpx  # lazily: only admin calls pay for the client
-
-    from spine.pipeline.targets import worker_token
+    import httpx  # noqa: PLC0415 - only the calls that need it pay for the HTTP client
 
     headers = {"x-user-id": principal.subject}
     token = worker_token(settings)

@@ -8,9 +8,12 @@ from typing import TYPE_CHECKING, Annotated, Any
 from fastapi import Depends, Request
 
 from spine.api.app import AppState
+from spine.api.limits import admit_call, authenticate_and_admit_call
+from spine.api.middleware import RESERVATION_STATE_KEY
 from spine.auth.authenticate import authenticate, bearer_token
 from spine.auth.principal import ANONYMOUS, Principal
 from spine.errors import PermissionDeniedError
+from spine.ledger.recorder import SettlingRecorder
 from spine.pipeline.context import CallContext
 from spine.registry.resolve import Registry, ResolvedModel
 
@@ -85,7 +88,6 @@ async def call_context(request: Request, state: StateDep, registry: RegistryDep)
     # stack for those costs more per request than the rest of this function.
     # An API key not yet authenticated is looked up in the admission's own statement:
     # one database round trip for both.
-    from spine.api.limits import admit_call, authenticate_and_admit_call
 
     token = _unauthenticated_api_key(request, state)
     if token is not None:
@@ -118,8 +120,6 @@ def context_with(
     """The call context of an admitted request: its usage rows settle `reservation`,
     which the request middleware releases if no provider call used it; `resolved` is
     the model as admission resolved it, so the pipeline does not resolve it again."""
-    from spine.api.middleware import RESERVATION_STATE_KEY
-    from spine.ledger.recorder import SettlingRecorder
 
     recorder = state.recorder
     if reservation is not None:

@@ -16,6 +16,7 @@ import anyio
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from spine.errors import SpineError, error_body
+from spine.limits.admission import release_with
 from spine.observability import bind_request, get_logger, unbind_request
 
 logger = get_logger(__name__)
@@ -179,7 +180,6 @@ async def _release_unused_reservation(scope: Scope) -> None:
     reservation = scope.get("state", {}).get(RESERVATION_STATE_KEY)
     if reservation is None:
         return
-    from spine.limits.admission import release_with
 
     with anyio.CancelScope(shield=True):
         await release_with(scope["app"].state.spine.database, reservation)

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from spine.auth.principal import KeyLimits, Principal
 from spine.errors import AuthenticationError
+from spine.storage.api_keys import authenticate as lookup
 
 if TYPE_CHECKING:
     from spine.storage.api_keys import ApiKeyRow
@@ -14,7 +15,6 @@ if TYPE_CHECKING:
 
 async def authenticate_api_key(database: Database, token: str) -> Principal:
     """The principal of an active key; 401 for an unknown, revoked or expired one."""
-    from spine.storage.api_keys import authenticate as lookup
 
     async def find(conn: Connection) -> ApiKeyRow | None:
         return await lookup(conn, token)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from spine.auth.api_keys import authenticate_api_key, unknown_key
 from spine.auth.principal import Principal
 from spine.errors import AuthenticationError
 from spine.settings import Settings
@@ -44,13 +45,9 @@ async def authenticate(
     else is refused with OpenAI's "Incorrect API key" 401."""
     token = bearer_token(authorization)
     if token.startswith(settings.auth.api_key_prefix):
-        from spine.auth.api_keys import authenticate_api_key
-
         return await authenticate_api_key(database, token)
     if looks_like_jwt(token):
-        from spine.auth.jwt import verify_jwt
+        from spine.auth.jwt import verify_jwt  # noqa: PLC0415 - PyJWT only for callers with a JWT
 
         return await verify_jwt(token, settings)
-    from spine.auth.api_keys import unknown_key
-
     raise unknown_key(token)

@@ -228,7 +228,7 @@ async def _verify_provider_token(
 async def _provider_key(
     header: Mapping[str, Any], algorithm: str, settings: Settings
 ) -> SigningKey:
-    from spine.auth.jwks import jwks_cache
+    from spine.auth.jwks import jwks_cache  # noqa: PLC0415 - the JWKS client only for identity providers' tokens
 
     if settings.auth.jwt_jwks_url is None:
         raise _refused(

@@ -25,6 +25,7 @@ from spine.auth.principal import Principal
 from spine.errors import InvalidRequestError, NotFoundError, PermissionDeniedError
 from spine.schemas.keys import KeyCreate, KeyUpdate
 from spine.settings import Settings
+from spine.storage import api_keys
 from spine.storage.api_keys import ApiKeyRow, KeyChanges
 from spine.storage.db import Database
 
@@ -46,7 +47,6 @@ async def create(
                 code="scope_not_held",
             )
     expires_at = _expiry(body.expires_at)
-    from spine.storage import api_keys
 
     async with database.transaction() as conn:
         plaintext, row = await api_keys.create_key(
@@ -69,14 +69,12 @@ async def create(
 async def list_keys(
     database: Database, principal: Principal, *, include_revoked: bool
 ) -> list[ApiKeyRow]:
-    from spine.storage import api_keys
 
     conn = await database.connection()
     return await api_keys.list_keys(conn, include_revoked=include_revoked, tenant=principal.tenant)
 
 
 async def get(database: Database, principal: Principal, key_id: str) -> ApiKeyRow:
-    from spine.storage import api_keys
 
     conn = await database.connection()
     return _found(await api_keys.get_key(conn, _uuid(key_id), tenant=principal.tenant), key_id)
@@ -85,7 +83,6 @@ async def get(database: Database, principal: Principal, key_id: str) -> ApiKeyRo
 async def update(
     database: Database, principal: Principal, key_id: str, body: KeyUpdate
 ) -> ApiKeyRow:
-    from spine.storage import api_keys
 
     changes = KeyChanges(name=body.name, limits=body.limits.changes() if body.limits else {})
     conn = await database.connection()
@@ -94,7 +91,6 @@ async def update(
 
 
 async def revoke(database: Database, principal: Principal, key_id: str) -> ApiKeyRow:
-    from spine.storage import api_keys
 
     conn = await database.connection()
     row = await api_keys.revoke_key_by_id(conn, _uuid(key_id), tenant=principal.tenant)

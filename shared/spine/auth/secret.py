@@ -28,7 +28,7 @@ def jwt_secret(settings: Settings) -> str | None:
     """The secret, or None when neither the variable nor a secret name is set."""
     secret = settings.jwt_secret
     if secret is None and settings.auth.jwt_secret_name:
-        from spine.aws.secrets import get_secret
+        from spine.aws.secrets import get_secret  # noqa: PLC0415 - boto3 is imported only where an AWS service is configured
 
         secret = get_secret(settings.auth.jwt_secret_name, max_age=settings.secrets.max_age_seconds)
     if secret is None:

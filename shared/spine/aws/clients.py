@@ -37,8 +37,8 @@ def aws_client(service: str) -> Any:
 @lru_cache(maxsize=16)
 def client_at(service: str, location: Location) -> Any:
     # `location` is only the cache key: boto3 reads the same variables itself.
-    import boto3
-    from botocore.config import Config
+    import boto3  # noqa: PLC0415 - boto3 is imported only where an AWS service is configured
+    from botocore.config import Config  # noqa: PLC0415 - boto3 is imported only where an AWS service is configured
 
     config = Config(
         connect_timeout=CONNECT_TIMEOUT_SECONDS,

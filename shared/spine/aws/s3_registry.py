@@ -40,7 +40,7 @@ class S3RegistrySource(RefreshingRegistrySource):
         self._start()
 
     def _fetch(self, seen: Hashable | None) -> Fetched | None:
-        from botocore.exceptions import ClientError
+        from botocore.exceptions import ClientError  # noqa: PLC0415 - boto3 is imported only where an AWS service is configured
 
         request = {"Bucket": self.bucket, "Key": self.key}
         if isinstance(seen, str):

@@ -73,6 +73,6 @@ def _provider() -> SecretsProvider:
 @lru_cache(maxsize=4)
 def _provider_at(location: Location) -> SecretsProvider:
     # One provider (and value cache) per location: a new endpoint starts a clean cache.
-    from aws_lambda_powertools.utilities.parameters import SecretsProvider
+    from aws_lambda_powertools.utilities.parameters import SecretsProvider  # noqa: PLC0415 - Powertools' parameters only where a secret is read
 
     return SecretsProvider(boto3_client=client_at("secretsmanager", location))

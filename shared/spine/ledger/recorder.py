@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime
 from decimal import Decimal
 from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
@@ -18,10 +19,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 from spine.auth.principal import Principal
 from spine.errors import SpineError
 from spine.ledger.spool import FileSpool, SpooledUsage, UsageSpool, keep
+from spine.limits.admission import settlement
 from spine.observability import get_logger
 from spine.schemas.openai import Usage
 from spine.storage.db import Connection, Database
 from spine.storage.limits import settle, settle_and_record_usage
+from spine.storage.usage import UsageRecord
 
 if TYPE_CHECKING:
     from spine.limits.admission import Reservation
@@ -68,7 +71,6 @@ class PostgresUsageRecorder:
     async def record_settling(self, entry: UsageEntry, adjustments: Sequence[Adjustment]) -> None:
         """Write the row and apply the rate-limit `adjustments` in one round trip;
         spool both when the database cannot take them."""
-        from datetime import UTC, datetime
 
         # The time of the call, not of a later write from the spool.
         item = SpooledUsage(
@@ -106,7 +108,6 @@ async def write_spooled(database: Database, item: SpooledUsage) -> bool:
 
 
 def usage_record(entry: UsageEntry) -> UsageRecord:
-    from spine.storage.usage import UsageRecord
 
     error = entry.error
     return UsageRecord(
@@ -150,7 +151,6 @@ class SettlingRecorder:
         self.database = database
 
     async def record(self, entry: UsageEntry) -> None:
-        from spine.limits.admission import settlement
 
         usage = entry.usage
         # A response-cache hit used no provider tokens: its estimate is given back

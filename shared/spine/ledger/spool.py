@@ -18,6 +18,7 @@ full as an error, the last durable copy.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import uuid
@@ -168,14 +169,12 @@ class SqsSpool:
         self.queue_url = queue_url
 
     def keep(self, item: SpooledUsage) -> None:
-        from spine.aws.clients import aws_client
+        from spine.aws.clients import aws_client  # noqa: PLC0415 - boto3 only where a spool queue is configured
 
         aws_client("sqs").send_message(QueueUrl=self.queue_url, MessageBody=item.to_json())
 
     async def drain(self, write: WriteRow, *, max_batches: int = 100) -> DrainReport:
-        import asyncio
-
-        from spine.aws.clients import aws_client
+        from spine.aws.clients import aws_client  # noqa: PLC0415 - boto3 only where a spool queue is configured
 
         sqs = aws_client("sqs")
         report = DrainReport()

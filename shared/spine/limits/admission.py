@@ -15,6 +15,7 @@ import random
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+from spine.auth.api_keys import principal_for_key, unknown_key
 from spine.auth.principal import KeyLimits, Principal
 from spine.errors import QuotaExceededError, RateLimitError
 from spine.limits.headers import reset_text
@@ -204,7 +205,6 @@ async def admit_api_key_request(
     """Authenticate an API key and take the request's limits in one round trip:
     `authenticate_api_key` then `admit_request`, fused. 401 for an unknown key (no
     counter taken); otherwise as `admit_request`."""
-    from spine.auth.api_keys import principal_for_key, unknown_key
 
     counters = _counters(
         PRINCIPAL_SUBJECT,

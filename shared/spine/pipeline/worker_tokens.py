@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from spine.errors import SpineError
 from spine.observability import get_logger
+from spine.pipeline.targets import target_for
 from spine.pipeline.tokens import TokenCount, count_prompt
 from spine.registry.schema import ModelEntry, ProviderKind
 from spine.schemas.openai import ChatMessage, Tool
@@ -69,9 +70,7 @@ async def worker_count(
     tools: Sequence[Tool] | None,
 ) -> int:
     """The worker's count for a llama.cpp model; raises WorkerCountUnavailableError."""
-    import httpx  # lazily: only llama.cpp estimates pay for it
-
-    from spine.pipeline.targets import target_for
+    import httpx  # noqa: PLC0415 - only the calls that need it pay for the HTTP client
 
     try:
         target = target_for(entry, settings)
@@ -112,7 +111,7 @@ async def worker_count(
 def _tls() -> ssl.SSLContext:
     # A client per call (a cached one would outlive the event loop it was made on), but
     # one TLS context: loading the CA bundle is most of what creating a client costs.
-    import httpx
+    import httpx  # noqa: PLC0415 - only the calls that need it pay for the HTTP client
 
     return httpx.create_ssl_context()
 

@@ -29,6 +29,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from psycopg.conninfo import make_conninfo
+
 from spine.errors import ServiceUnavailableError
 from spine.settings import Settings
 
@@ -88,7 +90,7 @@ def _follow_restarts(server: Any, path: Path) -> None:
     by hand, then started again by `spine migrate` or a test) would be left running
     when the last handle goes. Relies on pgserver 0.1.4 internals, like
     `_forget_dead_handles`."""
-    from pgserver.utils import PostmasterInfo
+    from pgserver.utils import PostmasterInfo  # noqa: PLC0415 - optional (the local extra)
 
     running = PostmasterInfo.read_from_pgdata(path)
     if running is not None and running.is_running():
@@ -101,7 +103,7 @@ def _import_pgserver() -> Any:
             # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI);
             # pgserver only keeps a lock file there.
             warnings.simplefilter("ignore")
-            import pgserver  # optional (the local extra), and slow to import
+            import pgserver  # noqa: PLC0415 - optional (the local extra) and slow to import
     except ImportError as exc:
         raise ServiceUnavailableError(
             "database unavailable: DATABASE_URL is not set and the embedded Postgres "
@@ -136,9 +138,8 @@ def _secret_url(name: str) -> str:
     """A secret holding either the URL itself or an RDS-style JSON object
     (`host`, `port`, `username`, `password`, `dbname`)."""
     # Imported here: only deployed functions read a secret, only they need boto3.
-    from psycopg.conninfo import make_conninfo
 
-    from spine.aws.secrets import get_secret
+    from spine.aws.secrets import get_secret  # noqa: PLC0415 - boto3 is imported only where an AWS service is configured
 
     raw = get_secret(name).strip()
     if not raw.startswith("{"):

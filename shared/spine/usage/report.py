@@ -15,7 +15,7 @@ from typing import Any
 from spine.auth.principal import Principal
 from spine.errors import InvalidRequestError, PermissionDeniedError
 from spine.schemas.usage import UsageQuery
-from spine.storage.db import Database
+from spine.storage.db import Connection, Database
 from spine.storage.usage_report import (
     Breakdown,
     UsageFilter,
@@ -23,6 +23,7 @@ from spine.storage.usage_report import (
     UsagePage,
     UsageReport,
     UsageSums,
+    usage_report,
 )
 
 DEFAULT_RANGE = timedelta(days=30)
@@ -79,8 +80,6 @@ def breakdowns_of(query: UsageQuery) -> list[Breakdown]:
 
 
 async def read_usage(database: Database, query: UsageQuery, principal: Principal) -> dict[str, Any]:
-    from spine.storage.db import Connection
-    from spine.storage.usage_report import usage_report
 
     where = usage_filter(query, principal, now=datetime.now(UTC))
     breakdowns = breakdowns_of(query)

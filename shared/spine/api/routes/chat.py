@@ -23,7 +23,7 @@ async def chat_completions(request: Request, ctx: CallContextDep) -> Response:
     body = await parse_body(request, ChatCompletionRequest)
     if body.session_id is not None:
         # Imported here: only calls in a session pay for the session modules.
-        from spine.api.session_chat import session_chat_completion
+        from spine.api.session_chat import session_chat_completion  # noqa: PLC0415 - only calls in a session load the session modules
 
         return await session_chat_completion(body, ctx)
     cache = cache_control(request)

@@ -17,6 +17,7 @@ from spine.api.answer_headers import call_headers
 from spine.api.app import AppState
 from spine.api.body import parse_body
 from spine.api.deps import PrincipalDep, RegistryDep, StateDep, context_with
+from spine.api.limits import admit_built_call
 from spine.api.openapi import PAGE_QUERY, json_body
 from spine.api.query import epoch, known_query, page_limit
 from spine.api.session_chat import session_headers
@@ -149,7 +150,6 @@ async def _admitted_context(
 ) -> CallContext:
     """Rate limits and budgets for the session's model, estimated from what it will
     be sent (the body here names no model and holds one message)."""
-    from spine.api.limits import admit_built_call
 
     resolved = registry.resolve(turn.request.model)
     reservation = await admit_built_call(
