@@ -77,7 +77,7 @@ def check_chat_request(
         _require(resolved, Capability.JSON_SCHEMA, "response_format", "JSON schema output")
     request = _fit_to_provider(request, resolved, provider)
     _check_output_limit(request.output_limit(), resolved)
-    if encoding_for(entry) is not None:  # counted exactly, offline
+    if encoding_for(entry) is not None and not _surely_fits(request, entry.context_window):
         count = count_prompt(entry, messages=request.messages, tools=request.tools)
         _check_context(count, request.output_limit(), entry.context_window, entry.id)
     return request
@@ -102,8 +102,11 @@ def check_completion_request(
     request = _fit_to_provider(request, resolved, provider)
     _check_output_limit(request.max_tokens, resolved)
     entry = resolved.entry
-    if encoding_for(entry) is not None:
-        count = count_prompt(entry, prompt=request.prompt_text())
+    text = request.prompt_text()
+    # As `_surely_fits`: a prompt has at most as many tokens as UTF-8 bytes.
+    surely_fits = len(text.encode()) + (request.max_tokens or 0) <= entry.context_window
+    if encoding_for(entry) is not None and not surely_fits:
+        count = count_prompt(entry, prompt=text)
         _check_context(count, request.max_tokens, entry.context_window, entry.id)
     return request
 
@@ -165,6 +168,22 @@ def _check_output_limit(limit: int | None, resolved: ResolvedModel) -> None:
             param="max_tokens",
             code="invalid_value",
         )
+
+
+# OpenAI's framing: at most this many tokens around each message, and for the reply.
+_FRAMING_PER_MESSAGE = 4
+_REPLY_PRIMING = 3
+
+
+def _surely_fits(request: ChatCompletionRequest, window: int) -> bool:
+    """Whether the prompt fits without counting it: a byte-level BPE token is at least
+    one byte of UTF-8, so the prompt has at most as many tokens as bytes. Counting
+    costs time on large prompts; most prompts are far below the window."""
+    size = sum(len(m.text().encode()) + len(m.role) for m in request.messages)
+    if request.tools:
+        size += sum(len(t.model_dump_json(exclude_none=True)) for t in request.tools)
+    framing = _FRAMING_PER_MESSAGE * len(request.messages) + _REPLY_PRIMING
+    return size + framing + (request.output_limit() or 0) <= window
 
 
 def _check_context(count: TokenCount, output: int | None, window: int, model: str) -> None:
