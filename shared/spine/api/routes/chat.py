@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
@@ -13,17 +15,35 @@ from spine.api.openapi import json_body
 from spine.api.sse import EventStreamResponse
 from spine.pipeline import run
 from spine.pipeline.kinds import CHAT, COMPLETIONS
-from spine.schemas.openai import ChatCompletionRequest, CompletionRequest
+from spine.schemas.openai import (
+    ChatCompletion,
+    ChatCompletionRequest,
+    CompletionRequest,
+    TextCompletion,
+)
 
 router = APIRouter()
 
 
-@router.post("/v1/chat/completions", openapi_extra=json_body(ChatCompletionRequest))
+# The answer is a chat.completion, or its chunks as server-sent events with
+# `stream: true`; the routes write it themselves (JSON or event stream) and declare it.
+_EVENT_STREAM: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}}
+}
+
+
+@router.post(
+    "/v1/chat/completions",
+    response_model=ChatCompletion,
+    responses=_EVENT_STREAM,
+    openapi_extra=json_body(ChatCompletionRequest),
+)
 async def chat_completions(request: Request, ctx: CallContextDep) -> Response:
     body = await parse_body(request, ChatCompletionRequest)
     if body.session_id is not None:
-        # Imported here: only calls in a session pay for the session modules.
-        from spine.api.session_chat import session_chat_completion  # noqa: PLC0415 - only calls in a session load the session modules
+        from spine.api.session_chat import (  # noqa: PLC0415 - only calls in a session load the session modules
+            session_chat_completion,
+        )
 
         return await session_chat_completion(body, ctx)
     cache = cache_control(request)
@@ -34,7 +54,12 @@ async def chat_completions(request: Request, ctx: CallContextDep) -> Response:
     return JSONResponse(response.model_dump(mode="json"), headers=call_headers(result))
 
 
-@router.post("/v1/completions", openapi_extra=json_body(CompletionRequest))
+@router.post(
+    "/v1/completions",
+    response_model=TextCompletion,
+    responses=_EVENT_STREAM,
+    openapi_extra=json_body(CompletionRequest),
+)
 async def completions(request: Request, ctx: CallContextDep) -> Response:
     body = await parse_body(request, CompletionRequest)
     cache = cache_control(request)
