@@ -89,6 +89,20 @@ def prepare_body(body: dict[str, Any], model: ManagedModel, endpoint: str) -> di
     return out
 
 
+def _usage_only(event: bytes) -> bool:
+    """A `data:` event carrying usage and no choices (the final usage chunk)."""
+    if b'"usage"' not in event:
+        return False
+    for line in event.splitlines():
+        if line.startswith(b"data: {"):
+            try:
+                chunk = json.loads(line[len(b"data: ") :])
+            except ValueError:
+                return False
+            return isinstance(chunk, dict) and bool(chunk.get("usage")) and not chunk.get("choices")
+    return False
+
+
 def engine_error(response: httpx.Response) -> SpineError:
     """An engine's non-200 reply as a domain error (4xx stay the caller's fault)."""
     try:
@@ -157,6 +171,10 @@ class Proxy:
         actor: str,
     ) -> Response:
         arrived = time.monotonic()
+        # The worker always asks the engine for usage (its metrics need it); a client
+        # that did not ask gets no usage-only chunk (OpenAI sends none then).
+        options = body.get("stream_options")
+        wants_usage = isinstance(options, dict) and options.get("include_usage") is True
         payload = prepare_body(body, model, endpoint)
         try:
             ticket = await model.scheduler.acquire(priority, user)
@@ -173,7 +191,14 @@ class Proxy:
             limits = httpx.Timeout(model.entry.timeouts.total, connect=model.entry.timeouts.connect)
             if payload.get("stream"):
                 response = await self._stream(
-                    model, engine, path, payload, limits=limits, ticket=ticket, arrived=arrived
+                    model,
+                    engine,
+                    path,
+                    payload,
+                    limits=limits,
+                    ticket=ticket,
+                    arrived=arrived,
+                    wants_usage=wants_usage,
                 )
                 handed_over = True
                 return response
@@ -202,7 +227,7 @@ class Proxy:
 
     async def _stream(
         self, model: ManagedModel, engine: Engine, path: str, payload: dict[str, Any], *,
-        limits: httpx.Timeout, ticket: Ticket, arrived: float,
+        limits: httpx.Timeout, ticket: Ticket, arrived: float, wants_usage: bool,
     ) -> Response:  # fmt: skip
         request = self.client.build_request(
             "POST", engine.base_url + path, json=payload, timeout=limits
@@ -222,12 +247,20 @@ class Proxy:
             ticket.release()
             self.manager.touch(model)
 
-        return ProxiedStream(self._relay(model, engine, upstream, arrived), close)
+        relay = self._relay(model, engine, upstream, arrived, wants_usage=wants_usage)
+        return ProxiedStream(relay, close)
 
     async def _relay(
-        self, model: ManagedModel, engine: Engine, upstream: httpx.Response, arrived: float
+        self,
+        model: ManagedModel,
+        engine: Engine,
+        upstream: httpx.Response,
+        arrived: float,
+        *,
+        wants_usage: bool,
     ) -> AsyncIterator[bytes]:
-        """Forward the engine's bytes as they arrive, untouched.
+        """Forward the engine's bytes as they arrive, untouched, but for the usage-only
+        chunk of a client that did not ask for usage (it is left out).
 
         No per-line decode and re-encode: on a CPU host the worker shares cores with
         the engine, and every cycle spent here is one the engine does not get. Events
@@ -241,12 +274,25 @@ class Proxy:
                     first = False
                     self.metrics.ttft.labels(model.id).observe(time.monotonic() - arrived)
                 pending += chunk
-                if b"\n\n" in pending:
-                    *events, pending = pending.split(b"\n\n")
-                    for event in events:
-                        if b'"usage"' in event:
-                            self._record_stream_usage(model, event)
-                yield chunk
+                if b"\n\n" not in pending:
+                    if wants_usage:
+                        yield chunk
+                    continue
+                *events, pending = pending.split(b"\n\n")
+                dropped = False
+                for event in events:
+                    if b'"usage"' in event:
+                        usage_only = self._record_stream_usage(model, event)
+                        dropped = dropped or (usage_only and not wants_usage)
+                if wants_usage:
+                    yield chunk
+                elif events:
+                    # Whole events only: the usage-only one left out.
+                    kept = [e for e in events if not _usage_only(e)] if dropped else events
+                    if kept:
+                        yield b"\n\n".join(kept) + b"\n\n"
+            if not wants_usage and pending:
+                yield pending
         except httpx.HTTPError as exc:
             yield sse_error(await self.transport_error(model, engine, exc))
         # No `finally: close()` here: on a client disconnect this generator is cancelled
@@ -270,7 +316,9 @@ class Proxy:
             logger.info("engine closed an idle connection, resending", extra={"pid": engine.pid})
             return await self.client.send(request, stream=stream)
 
-    def _record_stream_usage(self, model: ManagedModel, event: bytes) -> None:
+    def _record_stream_usage(self, model: ManagedModel, event: bytes) -> bool:
+        """Record the event's usage; whether it is a usage-only chunk (no choices)."""
+        usage_only = False
         for line in event.splitlines():
             if not line.startswith(b"data: {"):
                 continue
@@ -280,6 +328,8 @@ class Proxy:
                 continue
             if isinstance(chunk, dict) and chunk.get("usage"):
                 self.metrics.record_usage(model.id, chunk["usage"])
+                usage_only = usage_only or not chunk.get("choices")
+        return usage_only
 
     async def transport_error(
         self, model: ManagedModel, engine: Engine, exc: httpx.HTTPError

@@ -93,8 +93,14 @@ def test_openai_model_list(worker: WorkerProcess) -> None:
     assert all(m["object"] == "model" for m in data["data"])
 
 
-def test_stream_passes_sse_through_with_usage_last(worker: WorkerProcess) -> None:
-    response = worker.chat("smollm2-135m", QUESTION, max_tokens=6, stream=True)
+def test_stream_passes_sse_through_with_usage_last_when_asked(worker: WorkerProcess) -> None:
+    response = worker.chat(
+        "smollm2-135m",
+        QUESTION,
+        max_tokens=6,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/event-stream")
     chunks = data_of(sse_events(response.text))
@@ -105,6 +111,18 @@ def test_stream_passes_sse_through_with_usage_last(worker: WorkerProcess) -> Non
     deltas = [c for c in chunks[:-2] if c["choices"]]
     assert all(c["object"] == "chat.completion.chunk" for c in deltas)
     text = "".join(c["choices"][0]["delta"].get("content") or "" for c in deltas)
+    assert text
+
+
+def test_a_stream_without_include_usage_has_no_usage_only_chunk(worker: WorkerProcess) -> None:
+    # OpenAI sends the usage chunk (no choices) only when asked; a client reading
+    # chunk.choices[0] on every chunk must not meet one it did not ask for.
+    response = worker.chat("smollm2-135m", QUESTION, max_tokens=6, stream=True)
+    assert response.status_code == 200
+    chunks = data_of(sse_events(response.text))
+    assert chunks[-1] == "[DONE]"
+    assert chunks[:-1] and all(c["choices"] for c in chunks[:-1]), chunks
+    text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks[:-1])
     assert text
 
 
