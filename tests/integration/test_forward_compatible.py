@@ -159,3 +159,49 @@ def test_the_official_client_with_new_fields_and_extra_body(
     assert answer.choices[0].message.content
     [sent] = env.fakes.requests("openai")
     assert (sent.json["verbosity"], sent.json["frobnicate"]) == ("low", True)
+
+
+REASONING_SERVER = (
+    "  - id: reasoner\n"
+    "    provider: openai_compatible\n"
+    "    model: some-reasoner\n"
+    "    base_url: {url}\n"
+    "    context_window: 8000\n"
+    "    capabilities: [chat, streaming]\n"
+)
+
+
+def test_a_servers_reasoning_content_passes_through(env: Env, api_key: str) -> None:
+    from tests.fakes import Events, Reply, openai_api
+
+    env.write_models(
+        env.models_path.read_text().replace(
+            "models:\n", "models:\n" + REASONING_SERVER.format(url=env.fakes.openai_url), 1
+        )
+    )
+    answer = openai_api.chat_completion("Paris.", usage_body=openai_api.usage(9, 3))
+    answer["choices"][0]["message"]["reasoning_content"] = "The capital is Paris."
+    chunks = [
+        openai_api.chunk("some-reasoner", {"role": "assistant", "content": ""}),
+        openai_api.chunk("some-reasoner", {"reasoning_content": "Think"}),
+        openai_api.chunk("some-reasoner", {"content": "Paris."}, "stop"),
+    ]
+    env.fakes.script("openai", Reply(answer), Events(chunks))
+    gateway = Gateway()
+    try:
+        plain = chat(gateway, api_key, model="reasoner")
+        streamed = chat(gateway, api_key, model="reasoner", stream=True)
+    finally:
+        gateway.close()
+    assert plain.status == 200, plain.body
+    assert plain.json()["choices"][0]["message"]["reasoning_content"] == "The capital is Paris."
+    assert streamed.status == 200, streamed.body
+    assert b'"reasoning_content":"Think"' in streamed.body
+    # A model that sends none gets no such key (it is not one of OpenAI's fields)
+    env.fakes.script("openai", Reply(openai_api.chat_completion("Hi")))
+    gateway = Gateway()
+    try:
+        hosted = chat(gateway, api_key, model="gpt-test")
+    finally:
+        gateway.close()
+    assert "reasoning_content" not in hosted.json()["choices"][0]["message"]

@@ -260,6 +260,8 @@ class OpenAIProvider(ChatProvider):
                         message=AssistantMessage(
                             content=choice.message.content,
                             refusal=choice.message.refusal,
+                            # Servers' own field (llama.cpp): kept by the SDK as an extra.
+                            reasoning_content=getattr(choice.message, "reasoning_content", None),
                             tool_calls=[
                                 ResponseToolCall(
                                     id=call.id,
@@ -417,7 +419,7 @@ async def _close_client(client: openai.AsyncOpenAI) -> None:
 # --- streams ----------------------------------------------------------------------------
 
 # What a streamed delta may carry to the client (servers add their own fields).
-_DELTA_FIELDS = ("role", "content", "refusal", "tool_calls")
+_DELTA_FIELDS = ("role", "content", "refusal", "tool_calls", "reasoning_content")
 _BEARER_AUTH: RequestOptions = {"security": {"bearer_auth": True}}
 
 

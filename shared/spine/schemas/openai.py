@@ -332,11 +332,18 @@ class ResponseToolCall(BaseModel):
     function: FunctionCall
 
 
+def _is_none(value: object) -> bool:
+    return value is None
+
+
 class AssistantMessage(BaseModel):
     role: Literal["assistant"] = "assistant"
     content: str | None = None
     refusal: str | None = None
     tool_calls: list[ResponseToolCall] | None = None
+    # The model's reasoning, as llama.cpp and other reasoning servers send it (not an
+    # OpenAI field: left out of the JSON when there is none).
+    reasoning_content: str | None = Field(default=None, exclude_if=_is_none)
 
 
 class Choice(BaseModel):
