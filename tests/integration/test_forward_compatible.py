@@ -205,3 +205,26 @@ def test_a_servers_reasoning_content_passes_through(env: Env, api_key: str) -> N
     finally:
         gateway.close()
     assert "reasoning_content" not in hosted.json()["choices"][0]["message"]
+
+
+def test_the_first_chunk_has_content_as_openai_sends_it(env: Env, api_key: str) -> None:
+    from tests.fakes import Events, openai_api
+
+    env.write_models(
+        env.models_path.read_text().replace(
+            "models:\n", "models:\n" + REASONING_SERVER.format(url=env.fakes.openai_url), 1
+        )
+    )
+    # Given a server whose role chunk has no `content` key (llama-server's)
+    chunks = [
+        openai_api.chunk("some-reasoner", {"role": "assistant"}),
+        openai_api.chunk("some-reasoner", {"content": "Hi"}, "stop"),
+    ]
+    env.fakes.script("openai", Events(chunks))
+    gateway = Gateway()
+    try:
+        streamed = chat(gateway, api_key, model="reasoner", stream=True)
+    finally:
+        gateway.close()
+    assert streamed.status == 200, streamed.body
+    assert b'"delta":{"role":"assistant","content":""}' in streamed.body

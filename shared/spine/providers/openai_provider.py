@@ -319,11 +319,7 @@ class OpenAIProvider(ChatProvider):
             choices.append(
                 {
                     "index": choice.get("index", 0),
-                    "delta": {
-                        name: _without_none(delta[name])
-                        for name in _DELTA_FIELDS
-                        if delta.get(name) is not None
-                    },
+                    "delta": _delta(delta),
                     "finish_reason": _chunk_finish_reason(choice.get("finish_reason")),
                     "logprobs": (
                         {"content": logprobs.get("content"), "refusal": logprobs.get("refusal")}
@@ -461,6 +457,18 @@ def _body_and_options(
     if headers:
         options["headers"] = dict(headers)
     return body, options
+
+
+def _delta(delta: dict[str, Any]) -> dict[str, Any]:
+    """A chunk's delta as OpenAI sends it: the message fields that are set, and in the
+    first (role) chunk a `content` of "" (llama-server leaves it out; clients that
+    read `delta.content` of every chunk expect it)."""
+    out = {
+        name: _without_none(delta[name]) for name in _DELTA_FIELDS if delta.get(name) is not None
+    }
+    if "role" in out and "content" not in out and "tool_calls" not in out:
+        out["content"] = ""
+    return out
 
 
 def _objects(value: object) -> list[dict[str, Any]]:
