@@ -260,7 +260,7 @@ async def test_streamed_deltas_keep_message_fields_only(fake_providers: FakeProv
     # Then each delta has OpenAI's message fields, nulls left out; finish reasons are
     # OpenAI's; and the usage chunk is in Spine's form
     assert [c["choices"][0]["delta"] for c in chunks[:4]] == [
-        {"role": "assistant"},
+        {"role": "assistant", "content": ""},  # as OpenAI sends its role chunk
         {
             "tool_calls": [
                 {"index": 0, "id": "call_1", "type": "function", "function": {"name": "f"}}
