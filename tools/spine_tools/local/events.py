@@ -24,6 +24,7 @@ from urllib.parse import parse_qsl
 
 from spine_tools.local.intrinsics import LOCAL_ACCOUNT_ID
 from spine_tools.local.routing import RouteMatch
+from spine_tools.local.template import GatewayResponse
 
 # A fixed, obviously fake API id: clients see it in requestContext and domain names.
 LOCAL_API_ID = "1234567890"
@@ -71,6 +72,52 @@ def missing_authentication_token(request_id: str) -> HttpResponse:
     return gateway_error(
         403, "Missing Authentication Token", "MissingAuthenticationTokenException", request_id
     )
+
+
+# The response types of API Gateway's own answers, most specific first.
+GATEWAY_RESPONSE_TYPES = {
+    403: ("MISSING_AUTHENTICATION_TOKEN", "DEFAULT_4XX"),
+    413: ("REQUEST_TOO_LARGE", "DEFAULT_4XX"),
+    502: ("INTEGRATION_FAILURE", "DEFAULT_5XX"),
+    504: ("INTEGRATION_TIMEOUT", "DEFAULT_5XX"),
+}
+
+
+def customized(
+    answer: HttpResponse,
+    responses: Mapping[str, GatewayResponse],
+    *,
+    request: HttpRequest,
+    request_id: str,
+) -> HttpResponse:
+    """API Gateway's own answer as the template's `GatewayResponses` shape it (status,
+    headers, body template with $context variables), else as it is."""
+    kinds = GATEWAY_RESPONSE_TYPES.get(answer.status, ())
+    spec = next((responses[kind] for kind in kinds if kind in responses), None)
+    if spec is None:
+        return answer
+    message = json.loads(answer.body).get("message", "") if answer.body else ""
+    context = {
+        "$context.requestId": request_id,
+        "$context.httpMethod": request.method,
+        "$context.path": request.path,
+        "$context.error.messageString": json.dumps(message),
+        "$context.error.message": message,
+    }
+    body = answer.body
+    if spec.template is not None:
+        text = spec.template
+        for name in sorted(context, key=len, reverse=True):  # messageString before message
+            text = text.replace(name, context[name])
+        body = text.encode()
+    headers = [(k, v) for k, v in answer.headers if k != "content-type"]
+    headers.append(("content-type", "application/json"))
+    for name, expression in spec.headers.items():
+        if expression.startswith("'") and expression.endswith("'"):
+            headers.append((name.lower(), expression[1:-1]))
+        elif expression.startswith("context."):
+            headers.append((name.lower(), context.get("$" + expression, "")))
+    return HttpResponse(status=spec.status or answer.status, headers=headers, body=body)
 
 
 def internal_server_error(request_id: str) -> HttpResponse:

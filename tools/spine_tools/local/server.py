@@ -114,6 +114,9 @@ class Emulator:
         started = time.perf_counter()
         match = self.routes.match(request.method, request.path)
         response = await self._respond(request, match, request_id)
+        if response.headers and ("x-amzn-errortype" in dict(response.headers)):
+            # API Gateway's own answer: shaped by the API's GatewayResponses, as deployed.
+            response = self.gateway_answer(response, request, request_id, match)
         logger.info(
             "%s %s -> %d %s %.0f ms",
             request.method,
@@ -174,6 +177,25 @@ class Emulator:
             self._event(request, match, request_id),
             request_id,
             self.gateway_timeout,
+        )
+
+    def gateway_answer(
+        self,
+        answer: HttpResponse,
+        request: HttpRequest,
+        request_id: str,
+        match: RouteMatch | None,
+    ) -> HttpResponse:
+        """`answer` as the API's `GatewayResponses` shape it (the matched route's API;
+        for no route, the template's only, or first, API)."""
+        if match is not None:
+            api = self.template.apis.get(match.route.api_id)
+        else:
+            api = next(iter(self.template.apis.values()), None)
+        if api is None:
+            return answer
+        return events.customized(
+            answer, api.gateway_responses, request=request, request_id=request_id
         )
 
     def route_lines(self, base_url: str) -> list[str]:

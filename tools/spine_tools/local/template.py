@@ -10,7 +10,7 @@ scalars in the function win.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -137,11 +137,21 @@ class FunctionSpec:
 
 
 @dataclass(frozen=True)
+class GatewayResponse:
+    """An Api's `GatewayResponses` entry: what API Gateway answers itself."""
+
+    status: int | None
+    headers: Mapping[str, str]  # name -> mapping expression ('literal' or context.x)
+    template: str | None  # the application/json body template
+
+
+@dataclass(frozen=True)
 class ApiSpec:
     logical_id: str
     stage: str
     binary_media_types: tuple[str, ...]
     stage_variables: Mapping[str, str] | None
+    gateway_responses: Mapping[str, GatewayResponse] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -297,6 +307,20 @@ def _api_id(rest_api_id: Any) -> str:
     raise TemplateError(f"RestApiId must be a !Ref to an API in this template: {rest_api_id!r}")
 
 
+def _gateway_responses(raw: Mapping[str, Any]) -> dict[str, GatewayResponse]:
+    responses = {}
+    for kind, spec in raw.items():
+        headers = (spec.get("ResponseParameters") or {}).get("Headers") or {}
+        templates = spec.get("ResponseTemplates") or {}
+        status = spec.get("StatusCode")
+        responses[str(kind)] = GatewayResponse(
+            status=int(status) if status is not None else None,
+            headers={str(k): str(v) for k, v in headers.items()},
+            template=templates.get("application/json"),
+        )
+    return responses
+
+
 def _api_specs(
     resources: dict[str, Any],
     global_props: dict[str, Any],
@@ -317,6 +341,7 @@ def _api_specs(
                 str(t).replace("~1", "/") for t in props.get("BinaryMediaTypes") or []
             ),
             stage_variables={k: str(v) for k, v in variables.items()} if variables else None,
+            gateway_responses=_gateway_responses(props.get("GatewayResponses") or {}),
         )
     used = {event.api_id for spec in functions.values() for event in spec.events}
     if IMPLICIT_API in used:
