@@ -646,3 +646,27 @@ def test_execute_prompt_model_override_and_errors(gateway: Gateway, env: Env, al
     assert ok.status == 200, ok.body
     [row] = env.usage_rows()
     assert row["provider"] == "anthropic" and row["prompt_version_id"] is not None
+
+
+def test_execute_prompt_is_admitted_on_the_model_that_runs(env: Env, alice: str) -> None:
+    # Given a model limited to 1 request a minute, the default model of a prompt
+    env.write_models(
+        env.models_path.read_text().replace(
+            "    aliases: [gpt-alias]\n", "    aliases: [gpt-alias]\n    limits: {rpm: 1}\n", 1
+        )
+    )
+    gateway = Gateway()
+    try:
+        create(gateway, alice, model="gpt-test")
+        env.fakes.script("openai", Reply(openai_api.chat_completion("Hi")))
+        body = {"prompt": "greeting", "variables": {"name": "Ada", "place": "Spine"}}
+        # When it runs twice, the request naming no model
+        first = gateway.request("POST", "/v1/execute-prompt", json_body=body, key=alice)
+        second = gateway.request("POST", "/v1/execute-prompt", json_body=body, key=alice)
+    finally:
+        gateway.close()
+    # Then the model's limit applies to the stored version's model
+    assert first.status == 200, first.body
+    assert second.status == 429, second.body
+    assert "model gpt-test" in second.error["message"]
+    assert len(env.fakes.requests("openai")) == 1

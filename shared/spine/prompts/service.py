@@ -230,13 +230,21 @@ async def render_prompt(
     return Rendered(prompt, chosen, render(chosen.content(), values))
 
 
-async def execute_prompt(
-    database: Database, body: ExecutePromptRequest, ctx: CallContext
-) -> tuple[ChatCompletion, CallResult, Rendered]:
-    """Render the prompt and send it as one user message through the chat service;
-    the usage row records the version that ran."""
+@dataclass(frozen=True)
+class Execution:
+    """A prompt rendered into the chat request it runs as (admitted on that request)."""
+
+    request: ChatCompletionRequest
+    rendered: Rendered
+
+
+async def prepare_execution(
+    database: Database, principal: Principal, body: ExecutePromptRequest
+) -> Execution:
+    """Render the prompt into one user message with the version's model and parameters
+    (the request's win): the call to admit and run."""
     rendered = await render_prompt(
-        database, ctx.principal, body.prompt, body.variables, version=body.version, label=body.label
+        database, principal, body.prompt, body.variables, version=body.version, label=body.label
     )
     version = rendered.version
     model = body.model or version.model
@@ -252,9 +260,13 @@ async def execute_prompt(
         model=model,
         messages=[{"role": "user", "content": rendered.text}],
     )
-    run_ctx = replace(ctx, prompt_version_id=str(version.id))
-    response, result = await run.answer(CHAT, request, run_ctx)
-    return response, result, rendered
+    return Execution(request, rendered)
+
+
+async def execute(execution: Execution, ctx: CallContext) -> tuple[ChatCompletion, CallResult]:
+    """Run the rendered prompt through the pipeline; the usage row records the version."""
+    run_ctx = replace(ctx, prompt_version_id=str(execution.rendered.version.id))
+    return await run.answer(CHAT, execution.request, run_ctx)
 
 
 # --- helpers ------------------------------------------------------------------------

@@ -15,7 +15,8 @@ from fastapi.responses import JSONResponse
 
 from spine.api.answer_headers import call_headers
 from spine.api.body import parse_body
-from spine.api.deps import CallContextDep, PrincipalDep, StateDep, require_scope
+from spine.api.deps import PrincipalDep, RegistryDep, StateDep, context_with, require_scope
+from spine.api.limits import admit_built_call
 from spine.api.openapi import PAGE_QUERY, json_body, query_params
 from spine.api.query import epoch, known_query, page_limit, small_int
 from spine.auth.principal import Principal
@@ -196,10 +197,28 @@ async def render(
     openapi_extra=json_body(ExecutePromptRequest),
 )
 async def execute_prompt(
-    request: Request, response: Response, ctx: CallContextDep, state: StateDep
+    request: Request,
+    response: Response,
+    principal: PrincipalDep,
+    state: StateDep,
+    registry: RegistryDep,
 ) -> ExecutedPrompt:
     body = await parse_body(request, ExecutePromptRequest)
-    completion, result, rendered = await service.execute_prompt(state.database, body, ctx)
+    execution = await service.prepare_execution(state.database, principal, body)
+    # Admitted on what runs: the model is often the stored version's, not the body's.
+    resolved = registry.resolve(execution.request.model)
+    reservation = await admit_built_call(
+        request,
+        state.settings,
+        state.database,
+        principal,
+        execution.request,
+        resolved=resolved,
+        max_tokens=execution.request.output_limit(),
+    )
+    ctx = context_with(request, state, principal, registry, reservation, resolved=resolved)
+    completion, result = await service.execute(execution, ctx)
+    rendered = execution.rendered
     response.headers.update(
         call_headers(result) | {"x-spine-prompt-version-id": str(rendered.version.id)}
     )
