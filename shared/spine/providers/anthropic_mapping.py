@@ -68,7 +68,7 @@ def _blocks(message: ChatMessage) -> list[dict[str, Any]]:
     if isinstance(message.content, list):
         # Audio and file parts are refused before an Anthropic call (params).
         blocks = [
-            _image_block(p) if isinstance(p, ImagePart) else {"type": "text", "text": p.text}
+            _image_block(p) if isinstance(p, ImagePart) else _text_block(p)
             for p in message.content
             if isinstance(p, ImagePart | TextPart)
         ]
@@ -86,13 +86,30 @@ def _blocks(message: ChatMessage) -> list[dict[str, Any]]:
     return blocks
 
 
-def to_messages(messages: list[ChatMessage]) -> tuple[list[dict[str, Any]], str | None]:
-    """(conversation, system prompt)."""
+def _text_block(part: TextPart) -> dict[str, Any]:
+    block: dict[str, Any] = {"type": "text", "text": part.text}
+    if part.cache_control is not None:  # Anthropic's prompt caching breakpoint
+        block["cache_control"] = part.cache_control
+    return block
+
+
+def to_messages(
+    messages: list[ChatMessage],
+) -> tuple[list[dict[str, Any]], str | list[dict[str, Any]] | None]:
+    """(conversation, system prompt): the system prompt as text, or as text blocks
+    when one of its parts marks a cache breakpoint."""
     system: list[str] = []
+    system_blocks: list[dict[str, Any]] = []
     turns: list[dict[str, Any]] = []
     for message in messages:
         if message.role in ("system", "developer"):
             system.append(message.text())
+            if isinstance(message.content, list):
+                system_blocks += [
+                    _text_block(p) for p in message.content if isinstance(p, TextPart)
+                ]
+            elif message.content:
+                system_blocks.append({"type": "text", "text": message.content})
             continue
         role = "assistant" if message.role == "assistant" else "user"
         blocks = _blocks(message)
@@ -100,6 +117,8 @@ def to_messages(messages: list[ChatMessage]) -> tuple[list[dict[str, Any]], str 
             turns[-1]["content"].extend(blocks)
         else:
             turns.append({"role": role, "content": blocks})
+    if any("cache_control" in block for block in system_blocks):
+        return turns, system_blocks
     return turns, ("\n\n".join(system) if system else None)
 
 
@@ -174,7 +193,13 @@ def to_usage(
     thinking: int | None = None,
 ) -> Usage:
     prompt = (input_tokens or 0) + (cache_read or 0) + (cache_creation or 0)
-    return Usage.of(prompt, output_tokens or 0, cached=cache_read or 0, reasoning=thinking or 0)
+    return Usage.of(
+        prompt,
+        output_tokens or 0,
+        cached=cache_read or 0,
+        reasoning=thinking or 0,
+        cache_write=cache_creation or 0,
+    )
 
 
 def _message_usage(message: Message) -> Usage:

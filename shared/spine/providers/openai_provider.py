@@ -155,6 +155,12 @@ class OpenAIProvider(ChatProvider):
                     message["role"] = "system"
             if "max_completion_tokens" in params:
                 params["max_tokens"] = params.pop("max_completion_tokens")
+        else:
+            # Anthropic's cache breakpoints mean nothing to OpenAI (compatible servers,
+            # OpenRouter among them, get them as sent).
+            for message in messages:
+                for part in message["content"] if isinstance(message.get("content"), list) else ():
+                    part.pop("cache_control", None)
         params.update(model=target.model, messages=messages)
         if extra_body:
             params["extra_body"] = extra_body

@@ -49,10 +49,17 @@ class Pricing(_Strict):
     output: NonNegativeFloat = 0.0
     # Price of prompt tokens the provider served from its cache; defaults to `input`.
     cached_input: NonNegativeFloat | None = None
+    # Price of prompt tokens written to the provider's cache (Anthropic: 1.25x input
+    # for the 5-minute cache); defaults to `input`.
+    cache_write_input: NonNegativeFloat | None = None
 
     @property
     def cached_input_or_input(self) -> float:
         return self.input if self.cached_input is None else self.cached_input
+
+    @property
+    def cache_write_input_or_input(self) -> float:
+        return self.input if self.cache_write_input is None else self.cache_write_input
 
 
 class ApiKeySource(_Strict):

@@ -34,6 +34,9 @@ class _Strict(BaseModel):
 class TextPart(_Strict):
     type: Literal["text"]
     text: str
+    # Anthropic's prompt caching ({"type": "ephemeral"}, optionally a "ttl"): passed to
+    # Claude models, dropped for the others (spine.providers).
+    cache_control: dict[str, Any] | None = None
 
 
 class ImageUrl(_Strict):
@@ -294,8 +297,15 @@ class CompletionRequest(SamplingParams):
 # --- response ------------------------------------------------------------------------
 
 
+def _none(value: object) -> bool:
+    return value is None
+
+
 class PromptTokensDetails(BaseModel):
     cached_tokens: int = 0
+    # Prompt tokens written to the provider's cache (Anthropic bills them above the
+    # input price); absent from the JSON when the provider reports none.
+    cache_write_tokens: int | None = Field(default=None, exclude_if=_none)
 
 
 class CompletionTokensDetails(BaseModel):
@@ -312,18 +322,26 @@ class Usage(BaseModel):
     )
 
     @classmethod
-    def of(cls, prompt: int, completion: int, cached: int = 0, reasoning: int = 0) -> Usage:
+    def of(
+        cls, prompt: int, completion: int, cached: int = 0, reasoning: int = 0, cache_write: int = 0
+    ) -> Usage:
         return cls(
             prompt_tokens=prompt,
             completion_tokens=completion,
             total_tokens=prompt + completion,
-            prompt_tokens_details=PromptTokensDetails(cached_tokens=cached),
+            prompt_tokens_details=PromptTokensDetails(
+                cached_tokens=cached, cache_write_tokens=cache_write or None
+            ),
             completion_tokens_details=CompletionTokensDetails(reasoning_tokens=reasoning),
         )
 
     @property
     def cached_tokens(self) -> int:
         return self.prompt_tokens_details.cached_tokens
+
+    @property
+    def cache_write_tokens(self) -> int:
+        return self.prompt_tokens_details.cache_write_tokens or 0
 
 
 class ResponseToolCall(BaseModel):
