@@ -3,6 +3,8 @@ and the error bodies OpenAI really sends (field names from openai.types)."""
 
 from __future__ import annotations
 
+import base64
+import struct
 import time
 from typing import Any
 
@@ -122,9 +124,34 @@ def text_completion_events(
     return events
 
 
+def embeddings(body: dict[str, Any]) -> dict[str, Any]:
+    """OpenAI's embeddings answer: a small deterministic vector per input (its word
+    count, its length, 0.5), as floats or, when asked, float32 little-endian base64."""
+    inputs = body.get("input", "")
+    items = [inputs] if isinstance(inputs, str) else list(inputs)
+    dims = int(body.get("dimensions") or 3)
+    data = []
+    for index, item in enumerate(items):
+        text = item if isinstance(item, str) else " ".join(map(str, item))
+        vector = ([float(count_words(text)), float(len(text)), 0.5] * dims)[:dims]
+        value: Any = vector
+        if body.get("encoding_format") == "base64":
+            value = base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+        data.append({"object": "embedding", "index": index, "embedding": value})
+    tokens = sum(count_words(i if isinstance(i, str) else " ".join(map(str, i))) for i in items)
+    return {
+        "object": "list",
+        "data": data,
+        "model": str(body.get("model", "text-embedding-3-small")),
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    }
+
+
 def default_answer(path: str, body: dict[str, Any]) -> dict[str, Any] | list[Any]:
     """Echo: the reply is "echo: <last user text>"; tokens are counted as words."""
     model = str(body.get("model", "gpt-4o-mini"))
+    if path.endswith("/embeddings"):
+        return embeddings(body)
     if path.endswith("/models"):
         return {
             "object": "list",

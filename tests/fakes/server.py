@@ -322,6 +322,7 @@ def build_app(state: FakeState) -> Starlette:
         routes=[
             Route("/v1/chat/completions", openai_endpoint, methods=["POST"]),
             Route("/v1/completions", openai_endpoint, methods=["POST"]),
+            Route("/v1/embeddings", openai_endpoint, methods=["POST"]),
             Route("/v1/models", openai_endpoint, methods=["GET"]),
             Route("/v1/messages", anthropic_endpoint, methods=["POST"]),
             Route("/v1beta/models/{target:path}", gemini_endpoint, methods=["POST"]),

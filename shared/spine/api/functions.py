@@ -8,9 +8,10 @@ from spine.api.app import create_app
 
 
 def chat_app() -> FastAPI:
-    from spine.api.routes import chat
+    # Every call a model answers: chat, text completions, embeddings.
+    from spine.api.routes import chat, embeddings
 
-    return create_app("chat", [chat.router])
+    return create_app("chat", [chat.router, embeddings.router])
 
 
 def models_app() -> FastAPI:

@@ -46,14 +46,14 @@ from spine.pipeline.targets import ProviderNotConfiguredError, target_for
 from spine.providers.base import Target
 from spine.registry.resolve import Registry, ResolvedModel
 from spine.registry.schema import ModelEntry, RetryPolicy
-from spine.schemas.openai import SamplingParams, Usage
+from spine.schemas.openai import ModelRequest, Usage
 from spine.storage import cooldowns
 from spine.storage.db import Database
 
 logger = get_logger(__name__)
 
 T = TypeVar("T")
-R = TypeVar("R", bound=SamplingParams)
+R = TypeVar("R", bound=ModelRequest)
 
 # Upstream failures that retrying the same model will not fix.
 _NOT_RETRIED_CODES = frozenset({"upstream_auth_failed", "upstream_quota_exhausted"})

@@ -13,22 +13,28 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from spine.errors import InvalidRequestError
-from spine.pipeline.params import apply_defaults, check_chat_request, check_completion_request
+from spine.pipeline.params import (
+    apply_defaults,
+    check_chat_request,
+    check_completion_request,
+    fit_to_provider,
+)
 from spine.providers import get_provider
 from spine.providers.base import Target
 from spine.registry.resolve import ResolvedModel
 from spine.registry.schema import Capability
+from spine.schemas.embeddings import EmbeddingRequest, EmbeddingResponse
 from spine.schemas.openai import (
     ChatCompletion,
     ChatCompletionRequest,
     CompletionRequest,
-    SamplingParams,
+    ModelRequest,
     TextCompletion,
     Usage,
 )
 
-RequestT = TypeVar("RequestT", bound=SamplingParams)
-AnswerT = TypeVar("AnswerT", ChatCompletion, TextCompletion)
+RequestT = TypeVar("RequestT", bound=ModelRequest)
+AnswerT = TypeVar("AnswerT", ChatCompletion, TextCompletion, EmbeddingResponse)
 Chunk = dict[str, Any]
 
 
@@ -45,10 +51,15 @@ class EndpointKind(Generic[RequestT, AnswerT]):
     open_stream: Callable[[Target, RequestT], AsyncGenerator[Chunk, None]]
     # UTF-8 bytes of the prompt: a cut stream's usage is estimated from it.
     prompt_bytes: Callable[[RequestT], int]
+    # The usage row's tokens, read from the answer.
+    usage: Callable[[AnswerT], Usage]
+    # Whether the response cache may keep its answers.
+    cacheable: bool = True
 
     def include_usage(self, request: RequestT) -> bool:
         """Whether the client asked for the usage chunk of a stream."""
-        return bool(request.stream_options and request.stream_options.include_usage)
+        options = getattr(request, "stream_options", None)
+        return bool(options and options.include_usage)
 
 
 # --- chat completions ------------------------------------------------------------------
@@ -84,6 +95,7 @@ CHAT: EndpointKind[ChatCompletionRequest, ChatCompletion] = EndpointKind(
     call=_call_chat,
     open_stream=_stream_chat,
     prompt_bytes=_chat_prompt_bytes,
+    usage=lambda answer: answer.usage,
 )
 
 
@@ -158,9 +170,56 @@ COMPLETIONS: EndpointKind[CompletionRequest, TextCompletion] = EndpointKind(
     call=_call_completion,
     open_stream=_stream_completion,
     prompt_bytes=_completion_prompt_bytes,
+    usage=lambda answer: answer.usage,
 )
 
-KINDS: dict[str, EndpointKind[Any, Any]] = {kind.name: kind for kind in (CHAT, COMPLETIONS)}
+# --- embeddings ----------------------------------------------------------------------
+
+# What a provider speaking OpenAI's embeddings API takes beside `input` and `model`.
+EMBEDDING_PARAMS = frozenset({"dimensions", "encoding_format", "user"})
+
+
+def _prepare_embeddings(
+    request: EmbeddingRequest, model: ResolvedModel, streaming: bool
+) -> EmbeddingRequest:
+    if not model.entry.supports(Capability.EMBEDDINGS):
+        raise InvalidRequestError(
+            f"Model '{model.requested}' does not support embeddings.",
+            param="model",
+            code="unsupported_capability",
+        )
+    provider = get_provider(model.entry.provider)
+    request = fit_to_provider(request, model, provider, EMBEDDING_PARAMS)
+    # The provider sees the resolved model, never the alias or profile name.
+    return request.model_copy(update={"model": model.entry.id})
+
+
+async def _call_embeddings(target: Target, request: EmbeddingRequest) -> EmbeddingResponse:
+    return await get_provider(target.provider).embed(target, request)
+
+
+def _no_stream(target: Target, request: EmbeddingRequest) -> AsyncGenerator[Chunk, None]:
+    raise InvalidRequestError("Embeddings are not streamed.", param="stream")
+
+
+def _embedding_usage(answer: EmbeddingResponse) -> Usage:
+    return Usage.of(answer.usage.prompt_tokens, 0)
+
+
+EMBEDDINGS: EndpointKind[EmbeddingRequest, EmbeddingResponse] = EndpointKind(
+    name="embeddings",
+    answer_type=EmbeddingResponse,
+    prepare=_prepare_embeddings,
+    call=_call_embeddings,
+    open_stream=_no_stream,
+    prompt_bytes=lambda request: request.input_bytes(),
+    usage=_embedding_usage,
+    cacheable=False,
+)
+
+KINDS: dict[str, EndpointKind[Any, Any]] = {
+    kind.name: kind for kind in (CHAT, COMPLETIONS, EMBEDDINGS)
+}
 
 
 def require_completions(model: ResolvedModel) -> None:

@@ -20,13 +20,15 @@ from spine.schemas.openai import (
     CompletionRequest,
     FilePart,
     InputAudioPart,
+    ModelRequest,
     SamplingParams,
 )
 
 RequestT = TypeVar("RequestT", bound=SamplingParams)
+FitT = TypeVar("FitT", bound=ModelRequest)
 
 # Fields that steer Spine itself, never forwarded as provider parameters.
-GATEWAY_FIELDS = frozenset({"model", "messages", "prompt", "session_id", "stream", "user"})
+GATEWAY_FIELDS = frozenset({"model", "messages", "prompt", "input", "session_id", "stream", "user"})
 
 # The context window is checked here only where the prompt is counted exactly (the
 # model's own tokenizer: OpenAI's BPE, offline). An estimate is not a lower bound
@@ -75,7 +77,7 @@ def check_chat_request(
         _require(resolved, Capability.FILE_INPUT, "messages", "file inputs")
     if request.response_format and request.response_format.type == "json_schema":
         _require(resolved, Capability.JSON_SCHEMA, "response_format", "JSON schema output")
-    request = _fit_to_provider(request, resolved, provider)
+    request = fit_to_provider(request, resolved, provider)
     _check_output_limit(request.output_limit(), resolved)
     if encoding_for(entry) is not None and not _surely_fits(request, entry.context_window):
         count = count_prompt(entry, messages=request.messages, tools=request.tools)
@@ -99,7 +101,7 @@ def check_completion_request(
                     param=name,
                     code="unsupported_parameter",
                 )
-    request = _fit_to_provider(request, resolved, provider)
+    request = fit_to_provider(request, resolved, provider)
     _check_output_limit(request.max_tokens, resolved)
     entry = resolved.entry
     text = request.prompt_text()
@@ -120,22 +122,25 @@ def _require(resolved: ResolvedModel, capability: Capability, param: str, what: 
         )
 
 
-def _fit_to_provider(
-    request: RequestT, resolved: ResolvedModel, provider: ChatProvider
-) -> RequestT:
+def fit_to_provider(
+    request: FitT,
+    resolved: ResolvedModel,
+    provider: ChatProvider,
+    supported: frozenset[str] | None = None,
+) -> FitT:
     """Drop what the provider does not take: known fields outside its
     `supported_params`, n > 1 where it gives one choice, and fields Spine does not
     know (forwarded as they came to a provider that speaks OpenAI's API). A `strict`
-    model or profile refuses them instead, naming the first."""
+    model or profile refuses them instead, naming the first. `supported`: the fields
+    the provider takes for this kind of request (its chat parameters by default)."""
+    supported = provider.supported_params if supported is None else supported
     declared = type(request).model_fields
     unsupported = {
         name
         for name in request.model_fields_set - GATEWAY_FIELDS
-        if name in declared
-        and getattr(request, name) is not None
-        and name not in provider.supported_params
+        if name in declared and getattr(request, name) is not None and name not in supported
     }
-    if (request.n or 1) > 1 and not provider.speaks_openai:
+    if (getattr(request, "n", None) or 1) > 1 and not provider.speaks_openai:
         unsupported.add("n")
     unknown = {k for k, v in (request.model_extra or {}).items() if v is not None}
     if resolved.strict:

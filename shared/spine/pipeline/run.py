@@ -36,6 +36,7 @@ from spine.pipeline.kinds import AnswerT, EndpointKind, RequestT
 from spine.pipeline.recording import record_call
 from spine.pipeline.stream import CompletionStream
 from spine.registry.resolve import ResolvedModel
+from spine.schemas.openai import ChatCompletion, SamplingParams, TextCompletion
 
 
 async def answer(
@@ -72,20 +73,20 @@ async def answer(
     response = served.value
     result = _result_of(served)
     result.dropped_params = dropped
-    result.usage = response.usage
+    result.usage = kind.usage(response)
     result.latency_ms = (time.perf_counter() - started) * 1000
     result.cost = await record_call(
         ctx,
         result.resolved,
         result.target,
         kind.name,
-        usage=response.usage,
+        usage=result.usage,
         latency_ms=result.latency_ms,
         error=None,
         metadata=served.metadata(),
     )
     response.model = result.resolved.entry.id
-    if plan is not None:
+    if plan is not None and isinstance(response, ChatCompletion | TextCompletion):
         result.cache = "MISS"
         await store_answer(
             ctx,
@@ -167,12 +168,14 @@ def _plan(
     """The cache's part, keyed on the request as the requested model receives it. A
     request that model refuses is left to the chain (another deployment may take it,
     or the chain reports the refusal): it is never looked up."""
-    if resolved.cache_ttl <= 0:
+    if resolved.cache_ttl <= 0 or not kind.cacheable:
         return None
     try:
         effective = kind.prepare(request, resolved, streaming)
     except InvalidRequestError:
         return None
+    if not isinstance(effective, SamplingParams):
+        return None  # only sampled answers (chat, completions) are cached
     return plan_cache(ctx, resolved, kind.name, effective, control)
 
 

@@ -13,8 +13,10 @@ from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any
 
+from spine.errors import InvalidRequestError
 from spine.providers.convert import text_chunk
 from spine.registry.schema import ModelEntry, ProviderKind, Timeouts
+from spine.schemas.embeddings import EmbeddingRequest, EmbeddingResponse
 from spine.schemas.openai import (
     ChatCompletion,
     ChatCompletionRequest,
@@ -102,6 +104,14 @@ class ChatProvider(ABC):
                 converted = text_chunk(chunk)
                 if converted is not None:
                     yield converted
+
+    async def embed(self, target: Target, request: EmbeddingRequest) -> EmbeddingResponse:
+        """Embeddings of the request's inputs, in input order."""
+        raise InvalidRequestError(
+            f"Provider '{self.kind.value}' does not serve embeddings (model '{target.entry.id}').",
+            param="model",
+            code="unsupported_capability",
+        )
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook
         """Release pooled connections (tests, shutdown)."""

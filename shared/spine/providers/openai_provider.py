@@ -17,6 +17,7 @@ import openai
 from openai import AsyncStream, RequestOptions
 from openai.types import Completion as SdkCompletion
 from openai.types import CompletionUsage
+from openai.types import CreateEmbeddingResponse as SdkEmbeddings
 from openai.types.chat import ChatCompletion as SdkChatCompletion
 
 from spine.errors import ServiceUnavailableError, SpineError
@@ -31,6 +32,12 @@ from spine.providers.errors import (
 )
 from spine.providers.runtime import ClientCache, guard_stream, within_deadline
 from spine.registry.schema import ProviderKind, Timeouts
+from spine.schemas.embeddings import (
+    Embedding,
+    EmbeddingRequest,
+    EmbeddingResponse,
+    EmbeddingUsage,
+)
 from spine.schemas.openai import (
     LLAMACPP_ONLY_PARAMS,
     AssistantMessage,
@@ -207,6 +214,24 @@ class OpenAIProvider(ChatProvider):
         async with aclosing(self._stream(target, "/completions", params, self._text_chunk)) as s:
             async for item in s:
                 yield item
+
+    async def embed(self, target: Target, request: EmbeddingRequest) -> EmbeddingResponse:
+        """`/v1/embeddings` as OpenAI (and every server speaking its API) serves it;
+        fields Spine does not know go as they came."""
+        fields = request.model_dump(exclude_none=True)
+        fields["model"] = target.model
+        raw = await self._call(target, "/embeddings", fields, SdkEmbeddings)
+        try:
+            return EmbeddingResponse(
+                data=[Embedding(index=item.index, embedding=item.embedding) for item in raw.data],
+                model=raw.model,
+                usage=EmbeddingUsage(
+                    prompt_tokens=raw.usage.prompt_tokens if raw.usage else 0,
+                    total_tokens=raw.usage.total_tokens if raw.usage else 0,
+                ),
+            )
+        except (AttributeError, TypeError, ValueError) as exc:
+            raise upstream_bad_response(self.kind.value, str(exc)) from None
 
     async def _call(self, target: Target, path: str, params: dict[str, Any], cast_to: type[T]) -> T:
         """One JSON call within the model's total timeout, SDK errors mapped."""

@@ -177,11 +177,29 @@ class StreamOptions(_Strict):
     include_obfuscation: StrictBool | None = None
 
 
-class SamplingParams(_Strict):
+class ModelRequest(_Strict):
+    """A request that a model answers (chat, completions, embeddings): what the
+    pipeline needs of every kind of request."""
+
     # Fields left out for the provider that serves the request (it does not take
     # them); set by spine.pipeline.params, named in x-spine-dropped-params.
     _dropped: tuple[str, ...] = PrivateAttr(default=())
 
+    model: str = Field(min_length=1, max_length=256)
+
+    @property
+    def dropped_params(self) -> tuple[str, ...]:
+        return self._dropped
+
+    def without(self, names: tuple[str, ...]) -> Self:
+        """This request without the fields `names`, remembering them as dropped."""
+        kept = self.model_dump(exclude_unset=True, exclude=set(names))
+        copy = type(self).model_validate(kept)
+        copy._dropped = names
+        return copy
+
+
+class SamplingParams(ModelRequest):
     """Sampling fields shared by chat and text completions. Numbers and booleans are
     strict, as in OpenAI's API: `"max_tokens": "10"` or `true` is a 400 naming the
     field, never 10 or 1."""
@@ -215,17 +233,6 @@ class SamplingParams(_Strict):
         if isinstance(value, list) and len(value) > 4:
             raise ValueError("at most 4 stop sequences")
         return value
-
-    @property
-    def dropped_params(self) -> tuple[str, ...]:
-        return self._dropped
-
-    def without(self, names: tuple[str, ...]) -> Self:
-        """This request without the fields `names`, remembering them as dropped."""
-        kept = self.model_dump(exclude_unset=True, exclude=set(names))
-        copy = type(self).model_validate(kept)
-        copy._dropped = names
-        return copy
 
     def stop_list(self) -> list[str] | None:
         if self.stop is None:
