@@ -111,7 +111,22 @@ def _prompt_words(body: dict[str, Any]) -> int:
     return sum(count_words(p.get("text", "")) for c in contents for p in c.get("parts", []))
 
 
+def embeddings(body: dict[str, Any]) -> dict[str, Any]:
+    """batchEmbedContents: a small deterministic vector per request (its word count,
+    its length, 0.5), cut to outputDimensionality."""
+    vectors = []
+    for item in body.get("requests", []):
+        text = " ".join(p.get("text", "") for p in item.get("content", {}).get("parts", []))
+        dims = int(item.get("outputDimensionality") or 3)
+        vectors.append(
+            {"values": ([float(count_words(text)), float(len(text)), 0.5] * dims)[:dims]}
+        )
+    return {"embeddings": vectors}
+
+
 def default_answer(method: str, model: str, body: dict[str, Any]) -> dict[str, Any] | list[Any]:
+    if method == "batchEmbedContents":
+        return embeddings(body)
     reply = f"echo: {_last_user_text(body)}"
     prompt = _prompt_words(body)
     if method == "generateContent":

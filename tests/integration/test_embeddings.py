@@ -150,3 +150,39 @@ def test_the_local_model_embeds_through_the_gateway(
     [row] = env.usage_rows()
     assert (row["endpoint"], row["provider"], row["status"]) == ("embeddings", "llamacpp", "ok")
     assert row["prompt_tokens"] > 0
+
+
+GEMINI_EMBED = (
+    "  - id: gemini-embed\n"
+    "    provider: gemini\n"
+    "    model: gemini-embedding-001\n"
+    "    base_url: {url}\n"
+    "    api_key: {{env: FAKE_GEMINI_KEY}}\n"
+    "    pricing: {{input: 0.15}}\n"
+    "    context_window: 2048\n"
+    "    capabilities: [embeddings]\n"
+)
+
+
+def test_gemini_embeds_through_the_official_openai_client(
+    emulator_url: str, api_key: str, env: Env
+) -> None:
+    env.write_models(
+        env.models_path.read_text().replace(
+            "models:\n", "models:\n" + GEMINI_EMBED.format(url=env.fakes.gemini_url), 1
+        )
+    )
+    with openai.OpenAI(base_url=f"{emulator_url}/v1", api_key=api_key, max_retries=0) as sdk:
+        # base64 by default (the client decodes it), floats on request
+        default = sdk.embeddings.create(model="gemini-embed", input=["one two", "three"])
+        floats = sdk.embeddings.create(
+            model="gemini-embed", input="four", encoding_format="float", dimensions=2
+        )
+    assert [d.embedding for d in default.data] == [[2.0, 7.0, 0.5], [1.0, 5.0, 0.5]]
+    assert floats.data[0].embedding == [1.0, 4.0]
+    sent = env.fakes.last("gemini")
+    assert sent.path.endswith(":batchEmbedContents")
+    assert sent.json["requests"][0]["outputDimensionality"] == 2
+    rows = env.usage_rows()
+    assert [r["endpoint"] for r in rows] == ["embeddings", "embeddings"]
+    assert all(int(str(r["prompt_tokens"])) > 0 for r in rows)

@@ -18,7 +18,7 @@ from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types
 
-from spine.errors import SpineError
+from spine.errors import InvalidRequestError, SpineError
 from spine.providers import gemini_mapping as mapping
 from spine.providers.base import ChatProvider, Target
 from spine.providers.convert import COMMON_PARAMS, ChunkWriter
@@ -31,6 +31,13 @@ from spine.providers.errors import (
 )
 from spine.providers.runtime import ClientCache, guard_stream, within_deadline
 from spine.registry.schema import ProviderKind, Timeouts
+from spine.schemas.embeddings import (
+    Embedding,
+    EmbeddingRequest,
+    EmbeddingResponse,
+    EmbeddingUsage,
+    float32_base64,
+)
 from spine.schemas.openai import ChatCompletion, ChatCompletionRequest, FinishReason, Usage
 
 GEMINI_BASE_URL = "https://generativelanguage.googleapis.com/"
@@ -151,6 +158,41 @@ class GeminiProvider(ChatProvider):
         async with aclosing(guard_stream(_PROVIDER, target.timeouts, chunks())) as items:
             async for item in items:
                 yield item
+
+    async def embed(self, target: Target, request: EmbeddingRequest) -> EmbeddingResponse:
+        """google-genai's embed_content. Gemini reports no token counts for embeddings:
+        the usage row is estimated from the inputs' size (about 4 bytes a token)."""
+        if not isinstance(request.input, str) and not all(
+            isinstance(item, str) for item in request.input
+        ):
+            raise InvalidRequestError(
+                "Gemini embeds text: send 'input' as a string or a list of strings.",
+                param="input",
+            )
+        client = self._client(target)
+        texts = request.texts()
+        config = types.EmbedContentConfig(output_dimensionality=request.dimensions)
+        try:
+            answer = await within_deadline(
+                _PROVIDER,
+                target.timeouts.total,
+                client.aio.models.embed_content(model=target.model, contents=texts, config=config),
+            )
+        except _SDK_FAILURES as exc:
+            raise _map_error(exc) from exc
+        vectors = [list(e.values or []) for e in answer.embeddings or []]
+        if len(vectors) != len(texts):
+            raise upstream_bad_response(_PROVIDER, "not one embedding per input")
+        tokens = sum(max(1, -(-len(text.encode()) // 4)) for text in texts)
+        base64 = request.encoding_format == "base64"
+        return EmbeddingResponse(
+            data=[
+                Embedding(index=i, embedding=float32_base64(v) if base64 else v)
+                for i, v in enumerate(vectors)
+            ],
+            model=target.model,
+            usage=EmbeddingUsage(prompt_tokens=tokens, total_tokens=tokens),
+        )
 
     async def _abandon(self, target: Target, close_stream: Any) -> None:
         """Stop an SDK stream left before its end (the client went away), so the

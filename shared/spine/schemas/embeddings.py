@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import struct
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -44,6 +46,11 @@ class EmbeddingRequest(ModelRequest):
             arrays = self.input if isinstance(self.input[0], list) else [self.input]
             size += 4 * sum(len(a) for a in arrays if isinstance(a, list))
         return size
+
+
+def float32_base64(vector: list[float]) -> str:
+    """A vector as OpenAI's base64 encoding sends it: float32, little-endian."""
+    return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
 
 
 class Embedding(BaseModel):
