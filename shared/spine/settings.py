@@ -188,6 +188,31 @@ class UsageSpoolSettings(_Section):
     spool_dir: str = ""
 
 
+class CorsSettings(_Section):
+    """Which browser origins may call the API (exact origins such as
+    "https://app.example.com", or "*"). Empty, the default: no CORS headers, and a
+    preflight is refused, so only same-origin pages (the admin app) and servers call it.
+    Preflights are answered by the health function (template.yaml routes OPTIONS there)."""
+
+    allow_origins: list[str] = Field(default_factory=list)
+    # Browsers send the request's headers for approval; the official SDKs add their
+    # own (x-stainless-*), so any header is allowed once the origin is.
+    allow_headers: list[str] = Field(default_factory=lambda: ["*"])
+    expose_headers: list[str] = Field(
+        default_factory=lambda: [
+            "x-request-id",
+            "x-spine-dropped-params",
+            "retry-after",
+            *(
+                f"x-ratelimit-{part}-{metric}"
+                for part in ("limit", "remaining", "reset")
+                for metric in ("requests", "tokens")
+            ),
+        ]
+    )
+    max_age_seconds: Annotated[int, Field(ge=0, le=86400)] = 600
+
+
 class FunctionSettings(_Section):
     verify_jwt: bool = True
 
@@ -202,6 +227,7 @@ class Settings(_Section):
     secrets: SecretsSettings = Field(default_factory=SecretsSettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
     usage: UsageSpoolSettings = Field(default_factory=UsageSpoolSettings)
+    cors: CorsSettings = Field(default_factory=CorsSettings)
     functions: dict[str, FunctionSettings] = Field(default_factory=dict)
     # Where the file was read from; relative paths in it resolve against its folder.
     base_dir: str = "."

@@ -77,7 +77,8 @@ def api_document(template: Template) -> ApiDocument:
             continue  # scheduled or queue-driven: no HTTP routes
         app = load_app(spec)
         own_document = document_path(app.state.spine.function_name)
-        events = {(e.method.lower(), e.path) for e in spec.events}
+        # CORS preflights (OPTIONS) are answered by middleware, not operations.
+        events = {(e.method.lower(), e.path) for e in spec.events if e.method != "OPTIONS"}
         if ("get", own_document) not in events:
             disagreements.append(f"{spec.logical_id}: GET {own_document} is not routed to it")
         routed = {(m, p) for m, p in events if p != own_document}

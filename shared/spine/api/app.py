@@ -10,6 +10,7 @@ import os
 from dataclasses import dataclass
 
 from fastapi import APIRouter, FastAPI
+from starlette.middleware.cors import CORSMiddleware
 
 from spine.api import openapi
 from spine.api.errors import install_error_handlers
@@ -91,4 +92,16 @@ def create_app(
         behind_web_adapter=behind_web_adapter(),
         translate_error=as_service_error,
     )
+    cors = settings.cors
+    if cors.allow_origins:
+        # Outermost, so error answers (413, 503, 500) carry the CORS headers too and
+        # a browser shows the caller the error rather than a CORS failure.
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=cors.allow_origins,
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+            allow_headers=cors.allow_headers,
+            expose_headers=cors.expose_headers,
+            max_age=cors.max_age_seconds,
+        )
     return app

@@ -111,11 +111,14 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(400, message, param=param, code=code)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         message = exc.detail if isinstance(exc.detail, str) else json.dumps(exc.detail)
-        if exc.status_code == 404:
-            message = "Unknown request URL. Please check the URL and method."
         headers = dict(exc.headers) if exc.headers else None
+        if exc.status_code == 404:
+            # The function's router found no route: the same answer as API Gateway's
+            # (template.yaml GatewayResponses) and OpenAI's for an unknown URL.
+            message = f"Invalid URL ({request.method} {request.url.path})"
+            return error_response(404, message, code="unknown_url", headers=headers)
         return error_response(exc.status_code, message, headers=headers)
 
     # Any other exception is answered by spine.api.middleware (a 500, or a 503 for a
