@@ -192,7 +192,7 @@ class CorsSettings(_Section):
     """Which browser origins may call the API (exact origins such as
     "https://app.example.com", or "*"). Empty, the default: no CORS headers, and a
     preflight is refused, so only same-origin pages (the admin app) and servers call it.
-    Preflights are answered by the health function (template.yaml routes OPTIONS there)."""
+    Each path's preflight goes to the function that serves it (template.yaml)."""
 
     allow_origins: list[str] = Field(default_factory=list)
     # Browsers send the request's headers for approval; the official SDKs add their

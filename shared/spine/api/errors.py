@@ -113,12 +113,13 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         message = exc.detail if isinstance(exc.detail, str) else json.dumps(exc.detail)
-        headers = dict(exc.headers) if exc.headers else None
-        if exc.status_code == 404:
-            # The function's router found no route: the same answer as API Gateway's
-            # (template.yaml GatewayResponses) and OpenAI's for an unknown URL.
+        if exc.status_code in (404, 405):
+            # The function's router found no route for this method and path (a CORS
+            # preflight with no [cors] origins, say): the same answer as API Gateway's
+            # (template.yaml GatewayResponses) and OpenAI's, which tell neither apart.
             message = f"Invalid URL ({request.method} {request.url.path})"
-            return error_response(404, message, code="unknown_url", headers=headers)
+            return error_response(404, message, code="unknown_url")
+        headers = dict(exc.headers) if exc.headers else None
         return error_response(exc.status_code, message, headers=headers)
 
     # Any other exception is answered by spine.api.middleware (a 500, or a 503 for a
