@@ -1,9 +1,11 @@
-"""Server-sent events for streamed completions, as OpenAI sends them.
+"""Server-sent events for streamed answers.
 
-Each chunk is one `data: {json}` event, flushed as soon as it is produced; the stream
-ends with `data: [DONE]`. A failure after the stream started can no longer change the
-status code, so it becomes an `error` event carrying OpenAI's error object, then
-`[DONE]` (the `openai` SDKs raise `APIError` on a data payload with an `error` key).
+Each chunk is one event, flushed as soon as it is produced. Chat and text completions
+are written as OpenAI sends them (`OPENAI_CHUNKS`): `data: {json}` events ending with
+`data: [DONE]`; a failure after the stream started can no longer change the status
+code, so it becomes an `error` event carrying OpenAI's error object, then `[DONE]`
+(the `openai` SDKs raise `APIError` on a data payload with an `error` key). APIs with
+typed events (Anthropic's Messages, OpenAI's Responses) bring their own `SseWire`.
 
 While relaying, the response also listens for the client going away: the relay is
 cancelled at once (even while the provider is silent), and `CompletionStream.aclose`
@@ -15,7 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from starlette.responses import Response
@@ -43,6 +46,26 @@ def error_event(exc: SpineError) -> bytes:
     return b"event: error\n" + data_event(body)
 
 
+def named_event(payload: dict[str, Any]) -> bytes:
+    """`event: <its type>` then its data: the typed events of Anthropic's Messages API
+    and OpenAI's Responses API."""
+    return b"event: " + str(payload["type"]).encode() + b"\n" + data_event(payload)
+
+
+@dataclass(frozen=True)
+class SseWire:
+    """How one API writes its stream: each chunk, the end, and a failure after the
+    status was sent."""
+
+    event: Callable[[dict[str, Any]], bytes]
+    error: Callable[[SpineError], bytes]
+    # Sent after the last event (OpenAI's chat `[DONE]`; nothing for typed-event APIs).
+    end: bytes = b""
+
+
+OPENAI_CHUNKS = SseWire(event=data_event, error=error_event, end=DONE)
+
+
 class RelayedStream(Protocol):
     """What the response relays: a `spine.pipeline.stream.CompletionStream`, or a
     wrapper of one (a session's stream stores the turn at its end)."""
@@ -62,7 +85,9 @@ class _ClientGone(Exception):
 class EventStreamResponse(Response):
     media_type = "text/event-stream"
 
-    def __init__(self, stream: RelayedStream, headers: dict[str, str]) -> None:
+    def __init__(
+        self, stream: RelayedStream, headers: dict[str, str], wire: SseWire = OPENAI_CHUNKS
+    ) -> None:
         super().__init__(
             status_code=200,
             headers={**EVENT_STREAM_HEADERS, **headers},
@@ -73,6 +98,7 @@ class EventStreamResponse(Response):
         # obey the header and end the response before the first event.
         self.raw_headers = [(k, v) for k, v in self.raw_headers if k != b"content-length"]
         self.stream = stream
+        self.wire = wire
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         relay = asyncio.ensure_future(self._relay(send))
@@ -104,14 +130,15 @@ class EventStreamResponse(Response):
             )
             try:
                 async for chunk in self.stream.chunks():
-                    await write(data_event(chunk))
+                    await write(self.wire.event(chunk))
             except SpineError as exc:
                 logger.warning(
                     "stream failed after it started",
                     extra={"status": exc.status_code, "code": exc.code},
                 )
-                await write(error_event(exc))
-            await write(DONE)
+                await write(self.wire.error(exc))
+            if self.wire.end:
+                await write(self.wire.end)
             await write(b"", more=False)
         except (_ClientGone, OSError):
             logger.info("client disconnected mid-stream", extra={"model": self.stream.model})

@@ -19,6 +19,7 @@ from spine.pipeline.params import (
     check_completion_request,
     fit_to_provider,
 )
+from spine.pipeline.stream import StreamMeter
 from spine.providers import get_provider
 from spine.providers.base import Target
 from spine.registry.resolve import ResolvedModel
@@ -55,11 +56,15 @@ class EndpointKind(Generic[RequestT, AnswerT]):
     usage: Callable[[AnswerT], Usage]
     # Whether the response cache may keep its answers.
     cacheable: bool = True
+    # How a stream's chunks are read and shaped for the client (OpenAI's chunks when
+    # None); the meter's model is the id of the model that answers.
+    meter: Callable[[str, RequestT], StreamMeter] | None = None
 
-    def include_usage(self, request: RequestT) -> bool:
-        """Whether the client asked for the usage chunk of a stream."""
+    def stream_meter(self, model: str, request: RequestT) -> StreamMeter:
+        if self.meter is not None:
+            return self.meter(model, request)
         options = getattr(request, "stream_options", None)
-        return bool(options and options.include_usage)
+        return StreamMeter(model, include_usage=bool(options and options.include_usage))
 
 
 # --- chat completions ------------------------------------------------------------------

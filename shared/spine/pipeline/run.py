@@ -121,7 +121,7 @@ async def stream(
                 ctx,
                 CallResult(resolved=candidate.resolved, target=candidate.target),
                 kind.name,
-                include_usage=kind.include_usage(effective),
+                meter=kind.stream_meter(candidate.resolved.entry.id, effective),
                 prompt_bytes=kind.prompt_bytes(effective),
             )
             try:
@@ -191,7 +191,7 @@ async def _replay(
         ctx,
         cache_hit_result(requested, hit),
         kind.name,
-        include_usage=kind.include_usage(request),
+        meter=kind.stream_meter(hit.resolved.entry.id, request),
         prompt_bytes=0,
         cache_hit=True,
     )

@@ -35,6 +35,34 @@ Chunk = dict[str, Any]
 _BYTES_PER_TOKEN = 4
 
 
+class StreamMeter:
+    """What a stream's relay reads from its chunks (the usage the provider reported,
+    the bytes generated so far) and how each chunk reaches the client. This one is for
+    OpenAI's chunks (chat and text completions); an endpoint that streams another
+    shape (Anthropic's events, the Responses API's) brings its own subclass."""
+
+    def __init__(self, model: str, *, include_usage: bool) -> None:
+        self.model = model
+        self.include_usage = include_usage
+        self.usage: Usage | None = None
+        self.streamed_bytes = 0
+
+    def shape(self, chunk: Chunk) -> Chunk | None:
+        """Note usage and streamed text; the chunk as the client should see it (None:
+        not sent)."""
+        usage = chunk.get("usage")
+        if usage:
+            self.usage = Usage.model_validate(usage)
+        for choice in chunk.get("choices") or []:
+            self.streamed_bytes += len(_choice_text(choice).encode())
+        if not chunk.get("choices") and usage and not self.include_usage:
+            return None  # the usage-only chunk the client did not ask for
+        out = {**chunk, "model": self.model}
+        if not self.include_usage and "usage" in out:
+            out["usage"] = None
+        return out
+
+
 class CompletionStream:
     """One streamed answer between the provider and the HTTP layer."""
 
@@ -44,20 +72,18 @@ class CompletionStream:
         result: CallResult,
         endpoint: str,
         *,
-        include_usage: bool,
+        meter: StreamMeter,
         prompt_bytes: int,
         cache_hit: bool = False,
     ) -> None:
         self.ctx = ctx
         self.result = result
         self.endpoint = endpoint
-        self.include_usage = include_usage
+        self.meter = meter
         self._prompt_bytes = prompt_bytes
         self._source: AsyncGenerator[Chunk, None] | None = None
         self._relay: AsyncGenerator[Chunk, None] | None = None
         self._first: Chunk | None = None
-        self._usage: Usage | None = None
-        self._streamed_bytes = 0
         self._started = time.perf_counter()
         self._first_chunk_ms: float | None = None
         self._recorded = False
@@ -122,7 +148,7 @@ class CompletionStream:
             raise error from exc
         await self._record(None)
         if self.capture is not None:
-            await self.capture.store(self.result, self._usage)
+            await self.capture.store(self.result, self.meter.usage)
 
     async def aclose(self) -> None:
         """End the stream: close the upstream call if it still runs (the SDK closes its
@@ -142,24 +168,13 @@ class CompletionStream:
     # --- internals ----------------------------------------------------------------------
 
     def _observe(self, chunk: Chunk) -> Chunk | None:
-        """Note usage and streamed text; the chunk as the client should see it."""
-        usage = chunk.get("usage")
-        if usage:
-            self._usage = Usage.model_validate(usage)
         if self.capture is not None:
             self.capture.add(chunk)
-        for choice in chunk.get("choices") or []:
-            self._streamed_bytes += len(_choice_text(choice).encode())
-        if not chunk.get("choices") and usage and not self.include_usage:
-            return None  # the usage-only chunk the client did not ask for
-        out = {**chunk, "model": self.model}
-        if not self.include_usage and "usage" in out:
-            out["usage"] = None
-        return out
+        return self.meter.shape(chunk)
 
     def _estimated_usage(self) -> Usage:
         prompt = math.ceil(self._prompt_bytes / _BYTES_PER_TOKEN)
-        completion = math.ceil(self._streamed_bytes / _BYTES_PER_TOKEN)
+        completion = math.ceil(self.meter.streamed_bytes / _BYTES_PER_TOKEN)
         return Usage.of(prompt, completion)
 
     async def _record(self, error: SpineError | None) -> None:
@@ -170,8 +185,8 @@ class CompletionStream:
         metadata: dict[str, Any] = {"stream": True, **self.metadata}
         if self._first_chunk_ms is not None:
             metadata["first_chunk_ms"] = round(self._first_chunk_ms, 3)
-        if self._usage is not None:
-            result.usage = self._usage
+        if self.meter.usage is not None:
+            result.usage = self.meter.usage
         elif self._first_chunk_ms is not None:
             # Cut before the provider's usage chunk: bill what was streamed.
             result.usage = self._estimated_usage()
