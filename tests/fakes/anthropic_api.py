@@ -81,6 +81,32 @@ def stream_events(answer: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
                         {"type": "content_block_delta", "index": index, "delta": delta},
                     )
                 )
+        elif block["type"] == "thinking":  # its text in pieces, then its signature
+            events.append(
+                (
+                    "content_block_start",
+                    {
+                        "type": "content_block_start",
+                        "index": index,
+                        "content_block": {"type": "thinking", "thinking": "", "signature": ""},
+                    },
+                )
+            )
+            for i, word in enumerate(block["thinking"].split(" ")):
+                delta = {"type": "thinking_delta", "thinking": word if i == 0 else f" {word}"}
+                events.append(
+                    (
+                        "content_block_delta",
+                        {"type": "content_block_delta", "index": index, "delta": delta},
+                    )
+                )
+            delta = {"type": "signature_delta", "signature": block["signature"]}
+            events.append(
+                (
+                    "content_block_delta",
+                    {"type": "content_block_delta", "index": index, "delta": delta},
+                )
+            )
         else:  # tool_use: its input arrives as JSON text in pieces
             events.append(
                 (
@@ -116,15 +142,25 @@ def stream_events(answer: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     return events
 
 
+def prompt_words(body: dict[str, Any]) -> int:
+    """The fake's token count of a request: its words."""
+    system = body.get("system") or ""
+    if isinstance(system, list):
+        system = " ".join(block.get("text", "") for block in system)
+    return sum(count_words(message_text(m)) for m in body.get("messages", [])) + count_words(system)
+
+
+def count_tokens(body: dict[str, Any]) -> dict[str, Any]:
+    return {"input_tokens": prompt_words(body)}
+
+
 def default_answer(body: dict[str, Any]) -> dict[str, Any] | list[Any]:
     messages = body.get("messages", [])
     reply = f"echo: {last_user_text(messages)}"
-    system = body.get("system") or ""
-    prompt = sum(count_words(message_text(m)) for m in messages) + count_words(
-        system if isinstance(system, str) else ""
-    )
     answer = message(
-        reply, model=str(body.get("model")), usage_body=usage(prompt, count_words(reply))
+        reply,
+        model=str(body.get("model")),
+        usage_body=usage(prompt_words(body), count_words(reply)),
     )
     return stream_events(answer) if body.get("stream") else answer
 

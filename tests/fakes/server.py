@@ -311,11 +311,14 @@ def build_app(state: FakeState) -> Starlette:
     async def anthropic_endpoint(request: Request) -> Response:
         recorded = await record("anthropic", request)
         body = recorded.json if isinstance(recorded.json, dict) else {}
+        counting = recorded.path.endswith("/count_tokens")
         return await _perform(
             state,
             "anthropic",
             state.next_action("anthropic"),
-            lambda: anthropic_api.default_answer(body),
+            lambda: (
+                anthropic_api.count_tokens(body) if counting else anthropic_api.default_answer(body)
+            ),
         )
 
     return Starlette(
@@ -325,6 +328,7 @@ def build_app(state: FakeState) -> Starlette:
             Route("/v1/embeddings", openai_endpoint, methods=["POST"]),
             Route("/v1/models", openai_endpoint, methods=["GET"]),
             Route("/v1/messages", anthropic_endpoint, methods=["POST"]),
+            Route("/v1/messages/count_tokens", anthropic_endpoint, methods=["POST"]),
             Route("/v1beta/models/{target:path}", gemini_endpoint, methods=["POST"]),
         ]
     )

@@ -13,6 +13,7 @@ from fastapi import APIRouter, FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
 from spine.api import openapi
+from spine.api.anthropic_errors import AnthropicErrorShape
 from spine.api.errors import install_error_handlers
 from spine.api.middleware import RequestContextMiddleware
 from spine.aws.live_registry import open_registry_source
@@ -92,6 +93,9 @@ def create_app(
         behind_web_adapter=behind_web_adapter(),
         translate_error=as_service_error,
     )
+    # Outside the request middleware, so its error answers (413, 500, 503) are
+    # reshaped too on the Messages routes.
+    app.add_middleware(AnthropicErrorShape)
     cors = settings.cors
     if cors.allow_origins:
         # Outermost, so error answers (413, 503, 500) carry the CORS headers too and

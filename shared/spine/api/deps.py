@@ -49,7 +49,7 @@ async def current_principal(request: Request, state: StateDep) -> Principal:
     if known is not None:
         return known
     principal = (
-        await authenticate(request.headers.get("authorization"), state.settings, state.database)
+        await authenticate(credential(request), state.settings, state.database)
         if state.verify_jwt
         else ANONYMOUS
     )
@@ -58,6 +58,16 @@ async def current_principal(request: Request, state: StateDep) -> Principal:
 
 
 PrincipalDep = Annotated[Principal, Depends(current_principal)]
+
+
+def credential(request: Request) -> str | None:
+    """The request's credential as an Authorization value: its bearer token, else an
+    `x-api-key` header (how Anthropic's clients, Claude Code among them, send a key)."""
+    authorization = request.headers.get("authorization")
+    if authorization:
+        return authorization
+    api_key = request.headers.get("x-api-key", "").strip()
+    return f"Bearer {api_key}" if api_key else None
 
 
 def require_scope(scope: str) -> Callable[..., Coroutine[Any, Any, Principal]]:
@@ -143,5 +153,5 @@ def _unauthenticated_api_key(request: Request, state: AppState) -> str | None:
     """The request's Spine API key, when auth is on and nothing has looked it up yet."""
     if not state.verify_jwt or hasattr(request.state, PRINCIPAL_STATE_KEY):
         return None
-    token = bearer_token(request.headers.get("authorization"))
+    token = bearer_token(credential(request))
     return token if token.startswith(state.settings.auth.api_key_prefix) else None

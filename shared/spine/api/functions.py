@@ -8,10 +8,11 @@ from spine.api.app import create_app
 
 
 def chat_app() -> FastAPI:
-    # Every call a model answers: chat, text completions, embeddings.
-    from spine.api.routes import chat, embeddings
+    # Every call a model answers: chat, text completions, embeddings, and Anthropic's
+    # Messages API.
+    from spine.api.routes import chat, embeddings, messages
 
-    return create_app("chat", [chat.router, embeddings.router])
+    return create_app("chat", [chat.router, embeddings.router, messages.router])
 
 
 def models_app() -> FastAPI:

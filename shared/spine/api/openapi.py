@@ -29,6 +29,13 @@ _REF = "#/components/schemas/{model}"
 _BODY_MODELS: dict[str, type[BaseModel]] = {}
 
 
+# The `responses` of a route that answers JSON, or server-sent events with
+# `stream: true` (it writes either itself and declares both).
+EVENT_STREAM_ANSWER: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}}
+}
+
+
 def json_body(model: type[BaseModel], *, required: bool = True) -> dict[str, Any]:
     """openapi_extra of a route whose JSON body is `model`."""
     _BODY_MODELS[model.__name__] = model

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from spine.errors import InvalidRequestError
 from spine.pipeline.params import (
@@ -35,7 +35,16 @@ from spine.schemas.openai import (
 )
 
 RequestT = TypeVar("RequestT", bound=ModelRequest)
-AnswerT = TypeVar("AnswerT", ChatCompletion, TextCompletion, EmbeddingResponse)
+
+
+class ModelAnswer(Protocol):
+    """What the pipeline needs of every kind's answer: the model that gave it, which it
+    rewrites to Spine's id for that model."""
+
+    model: str
+
+
+AnswerT = TypeVar("AnswerT", bound=ModelAnswer)
 Chunk = dict[str, Any]
 
 

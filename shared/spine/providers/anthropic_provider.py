@@ -46,6 +46,7 @@ _SDK_FAILURES = (anthropic.AnthropicError, httpx2.TransportError, json.JSONDecod
 
 class AnthropicProvider(ChatProvider):
     kind = ProviderKind.ANTHROPIC
+    speaks_anthropic = True
     supported_params = COMMON_PARAMS | {
         "max_tokens",
         "max_completion_tokens",
@@ -103,8 +104,82 @@ class AnthropicProvider(ChatProvider):
             async for item in items:
                 yield item
 
+    # --- the Messages API as it came (POST /v1/messages for Claude models) -------------
+    # The body goes as `extra_body`, untouched by the SDK's typed parameters, so every
+    # field and block the client sent reaches Anthropic; answers are relayed as their
+    # JSON (`to_dict` keeps exactly the fields the API sent).
+
+    async def messages(
+        self, target: Target, body: dict[str, Any], betas: str | None
+    ) -> dict[str, Any]:
+        client = self._client(target)
+        try:
+            message = await within_deadline(
+                _PROVIDER,
+                target.timeouts.total,
+                client.messages.create(**_native(body, betas)),
+            )
+        except _SDK_FAILURES as exc:
+            raise _map_error(exc) from exc
+        if not isinstance(message, Message):
+            raise upstream_bad_response(_PROVIDER, "expected a JSON message")
+        return message.to_dict(mode="json")
+
+    async def messages_stream(
+        self, target: Target, body: dict[str, Any], betas: str | None
+    ) -> AsyncGenerator[dict[str, Any], None]:
+        client = self._client(target)
+        params = _native(body, betas)
+
+        async def events() -> AsyncIterator[dict[str, Any]]:
+            try:
+                stream = await client.messages.create(**params, stream=True)
+                finished = False
+                async with stream:
+                    async for event in stream:
+                        finished = event.type == "message_stop"
+                        yield event.to_dict(mode="json")
+            except _SDK_FAILURES as exc:
+                raise _map_error(exc) from exc
+            if not finished:  # relayed as it came: a cut stream must not look whole
+                raise upstream_bad_response(_PROVIDER, "the stream ended before message_stop")
+
+        async with aclosing(guard_stream(_PROVIDER, target.timeouts, events())) as items:
+            async for item in items:
+                yield item
+
+    async def count_message_tokens(self, target: Target, body: dict[str, Any]) -> int:
+        client = self._client(target)
+        rest = {k: v for k, v in body.items() if k not in ("model", "messages")}
+        try:
+            counted = await within_deadline(
+                _PROVIDER,
+                target.timeouts.total,
+                client.messages.count_tokens(
+                    model=body["model"], messages=body["messages"], extra_body=rest
+                ),
+            )
+        except _SDK_FAILURES as exc:
+            raise _map_error(exc) from exc
+        return counted.input_tokens
+
     async def aclose(self) -> None:
         await self._clients.aclose()
+
+
+def _native(body: dict[str, Any], betas: str | None) -> dict[str, Any]:
+    """The SDK's arguments for a Messages body: its three required fields by name,
+    everything else as it came."""
+    rest = {k: v for k, v in body.items() if k not in ("model", "messages", "max_tokens")}
+    params: dict[str, Any] = {
+        "model": body["model"],
+        "messages": body["messages"],
+        "max_tokens": body["max_tokens"],
+        "extra_body": rest,
+    }
+    if betas:
+        params["extra_headers"] = {"anthropic-beta": betas}
+    return params
 
 
 def _new_client(base_url: str, api_key: str, timeouts: Timeouts) -> anthropic.AsyncAnthropic:

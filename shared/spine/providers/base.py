@@ -55,6 +55,9 @@ class ChatProvider(ABC):
     # servers), with `echo`, `logprobs`, `suffix` and several prompts; the others
     # answer one prompt as a chat turn.
     native_completions: bool = False
+    # Whether it speaks Anthropic's Messages API (Claude): `/v1/messages` requests go
+    # to it as they came (`messages`, `messages_stream`); the others are sent chat.
+    speaks_anthropic: bool = False
 
     def unsupported_params(self, request: ChatCompletionRequest | CompletionRequest) -> list[str]:
         """Fields the request sets (to a value) that this provider would not honour."""
@@ -112,6 +115,23 @@ class ChatProvider(ABC):
             param="model",
             code="unsupported_capability",
         )
+
+    async def messages(
+        self, target: Target, body: dict[str, Any], betas: str | None
+    ) -> dict[str, Any]:
+        """A Messages API answer (its JSON) to a Messages API `body`, for providers that
+        speak it; `betas`: the client's anthropic-beta header."""
+        raise NotImplementedError(f"{self.kind} does not speak the Messages API")
+
+    def messages_stream(
+        self, target: Target, body: dict[str, Any], betas: str | None
+    ) -> AsyncGenerator[dict[str, Any], None]:
+        """A Messages API stream's events (their JSON), as the provider sent them."""
+        raise NotImplementedError(f"{self.kind} does not speak the Messages API")
+
+    async def count_message_tokens(self, target: Target, body: dict[str, Any]) -> int:
+        """The provider's own count of a Messages API request's input tokens."""
+        raise NotImplementedError(f"{self.kind} does not speak the Messages API")
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook
         """Release pooled connections (tests, shutdown)."""

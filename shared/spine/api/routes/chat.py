@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
@@ -11,7 +9,7 @@ from spine.api.answer_headers import call_headers, stream_headers
 from spine.api.body import parse_body
 from spine.api.cache_headers import cache_control
 from spine.api.deps import CallContextDep
-from spine.api.openapi import json_body
+from spine.api.openapi import EVENT_STREAM_ANSWER, json_body
 from spine.api.sse import EventStreamResponse
 from spine.pipeline import run
 from spine.pipeline.kinds import CHAT, COMPLETIONS
@@ -25,17 +23,10 @@ from spine.schemas.openai import (
 router = APIRouter()
 
 
-# The answer is a chat.completion, or its chunks as server-sent events with
-# `stream: true`; the routes write it themselves (JSON or event stream) and declare it.
-_EVENT_STREAM: dict[int | str, dict[str, Any]] = {
-    200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}}
-}
-
-
 @router.post(
     "/v1/chat/completions",
     response_model=ChatCompletion,
-    responses=_EVENT_STREAM,
+    responses=EVENT_STREAM_ANSWER,
     openapi_extra=json_body(ChatCompletionRequest),
 )
 async def chat_completions(request: Request, ctx: CallContextDep) -> Response:
@@ -57,7 +48,7 @@ async def chat_completions(request: Request, ctx: CallContextDep) -> Response:
 @router.post(
     "/v1/completions",
     response_model=TextCompletion,
-    responses=_EVENT_STREAM,
+    responses=EVENT_STREAM_ANSWER,
     openapi_extra=json_body(CompletionRequest),
 )
 async def completions(request: Request, ctx: CallContextDep) -> Response:
