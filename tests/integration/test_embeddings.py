@@ -186,3 +186,38 @@ def test_gemini_embeds_through_the_official_openai_client(
     rows = env.usage_rows()
     assert [r["endpoint"] for r in rows] == ["embeddings", "embeddings"]
     assert all(int(str(r["prompt_tokens"])) > 0 for r in rows)
+
+
+def test_a_list_longer_than_the_models_batch_size_is_split_and_merged_in_order(
+    env: Env, api_key: str
+) -> None:
+    env.write_models(
+        env.models_path.read_text().replace(
+            "models:\n",
+            "models:\n"
+            + EMBED_MODEL.format(url=env.fakes.openai_url)
+            + "    embedding_batch_size: 3\n",
+            1,
+        )
+    )
+    inputs = [" ".join(["w"] * (i + 1)) for i in range(8)]  # 1 to 8 words
+    gateway = Gateway()
+    try:
+        result = gateway.request(
+            "POST",
+            "/v1/embeddings",
+            json_body={"model": "embed-test", "input": inputs, "encoding_format": "float"},
+            key=api_key,
+        )
+    finally:
+        gateway.close()
+    assert result.status == 200, result.body
+    sent = [r.json["input"] for r in env.fakes.requests("openai")]
+    assert sorted(sent) == [inputs[0:3], inputs[3:6], inputs[6:8]]  # sent at once, any order
+    answer = result.json()
+    assert [d["index"] for d in answer["data"]] == list(range(8))
+    # The fake's vector starts with each input's word count: the order is the input's.
+    assert [d["embedding"][0] for d in answer["data"]] == [float(i + 1) for i in range(8)]
+    assert answer["usage"]["prompt_tokens"] == sum(range(1, 9))
+    [row] = env.usage_rows()
+    assert (row["endpoint"], row["prompt_tokens"]) == ("embeddings", 36)

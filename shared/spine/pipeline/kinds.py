@@ -24,7 +24,7 @@ from spine.providers import get_provider
 from spine.providers.base import Target
 from spine.registry.resolve import ResolvedModel
 from spine.registry.schema import Capability
-from spine.schemas.embeddings import EmbeddingRequest, EmbeddingResponse
+from spine.schemas.embeddings import EmbeddingRequest, EmbeddingResponse, EmbeddingUsage
 from spine.schemas.openai import (
     ChatCompletion,
     ChatCompletionRequest,
@@ -208,8 +208,40 @@ def _prepare_embeddings(
     return request.model_copy(update={"model": model.entry.id})
 
 
+# Upstream embeddings calls of one split request that run at once.
+EMBEDDING_CALLS_AT_ONCE = 4
+
+
 async def _call_embeddings(target: Target, request: EmbeddingRequest) -> EmbeddingResponse:
-    return await get_provider(target.provider).embed(target, request)
+    """One call, or, past the provider's inputs per call, one per batch (a few at
+    once) with their answers merged in input order."""
+    provider = get_provider(target.provider)
+    size = target.entry.embedding_batch_size or provider.max_embedding_inputs
+    batches = request.batches(size)
+    if len(batches) == 1:
+        return await provider.embed(target, request)
+    gate = asyncio.Semaphore(EMBEDDING_CALLS_AT_ONCE)
+
+    async def embed(batch: EmbeddingRequest) -> EmbeddingResponse:
+        async with gate:
+            return await provider.embed(target, batch)
+
+    answers = await asyncio.gather(*(embed(batch) for batch in batches))
+    return merge_embeddings(answers, size)
+
+
+def merge_embeddings(answers: list[EmbeddingResponse], size: int) -> EmbeddingResponse:
+    """The answers to consecutive batches of `size` inputs as one answer."""
+    data = [
+        item.model_copy(update={"index": number * size + item.index})
+        for number, answer in enumerate(answers)
+        for item in answer.data
+    ]
+    usage = EmbeddingUsage(
+        prompt_tokens=sum(a.usage.prompt_tokens for a in answers),
+        total_tokens=sum(a.usage.total_tokens for a in answers),
+    )
+    return answers[0].model_copy(update={"data": data, "usage": usage})
 
 
 def _no_stream(target: Target, request: EmbeddingRequest) -> AsyncGenerator[Chunk, None]:

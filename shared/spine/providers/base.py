@@ -58,6 +58,9 @@ class ChatProvider(ABC):
     # Whether it speaks Anthropic's Messages API (Claude): `/v1/messages` requests go
     # to it as they came (`messages`, `messages_stream`); the others are sent chat.
     speaks_anthropic: bool = False
+    # Inputs one embeddings call may carry (OpenAI's limit by default); a longer list
+    # is split by the pipeline. A model's `embedding_batch_size` overrides it.
+    max_embedding_inputs: int = 2048
 
     def unsupported_params(self, request: ChatCompletionRequest | CompletionRequest) -> list[str]:
         """Fields the request sets (to a value) that this provider would not honour."""

@@ -56,6 +56,8 @@ _SDK_FAILURES = (
 
 
 class GeminiProvider(ChatProvider):
+    # batchEmbedContents takes at most 100 requests.
+    max_embedding_inputs = 100
     kind = ProviderKind.GEMINI
     supported_params = COMMON_PARAMS | {
         "temperature",

@@ -117,6 +117,10 @@ class OpenAIProvider(ChatProvider):
         self.kind = kind
         self.compatible = kind in (ProviderKind.LLAMACPP, ProviderKind.OPENAI_COMPATIBLE)
         self.native_completions = self.compatible
+        if kind is ProviderKind.LLAMACPP:
+            # The engine embeds a request's inputs in one batch of its context: keep a
+            # request's memory bounded; models.yaml may raise it per model.
+            self.max_embedding_inputs = 64
         if self.compatible:
             # llama.cpp samplers, and `/v1/completions` fields answered natively.
             self.supported_params = _CHAT_FIELDS | _TEXT_COMPLETION_FIELDS | COMMON_PARAMS

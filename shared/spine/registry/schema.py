@@ -207,6 +207,9 @@ class ModelEntry(_Strict):
     strict: bool = False
     engine: EngineConfig | None = None
     owned_by: str | None = None
+    # Inputs per upstream embeddings call; a longer request is split and its answers
+    # merged (default: the provider's own limit).
+    embedding_batch_size: PositiveInt | None = None
 
     @model_validator(mode="after")
     def _provider_requirements(self) -> ModelEntry:

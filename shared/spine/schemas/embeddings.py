@@ -39,6 +39,17 @@ class EmbeddingRequest(ModelRequest):
             return [self.input]
         return [item for item in self.input if isinstance(item, str)]
 
+    def batches(self, size: int) -> list[EmbeddingRequest]:
+        """This request as requests of at most `size` inputs each, in input order (one
+        text or token array is one input)."""
+        items = self.input
+        if isinstance(items, str) or not items or isinstance(items[0], int):
+            return [self]
+        return [
+            self.model_copy(update={"input": items[start : start + size]})
+            for start in range(0, len(items), size)
+        ]
+
     def input_bytes(self) -> int:
         """UTF-8 bytes of the text inputs plus 4 per token of the token-array ones."""
         size = sum(len(text.encode()) for text in self.texts())
