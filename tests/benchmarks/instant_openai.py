@@ -1,7 +1,8 @@
 """A minimal OpenAI-compatible server that answers at once (benchmarks only).
 
-Raw asyncio, one canned `chat.completion`: the smallest possible upstream, so what
-the gateway adds is not hidden behind the fake's own cost. A request with
+Raw asyncio, one canned `chat.completion` (an embedding list on `/embeddings`): the
+smallest possible upstream, so what the gateway adds is not hidden behind the fake's
+own cost. A request with
 `"stream": true` gets a chunked event stream instead, its first chunk flushed at once
 (what time-to-first-chunk measures), then the rest, the usage chunk and `[DONE]`,
 REST_AFTER_MS later (default 0: all at once).
@@ -31,12 +32,27 @@ BODY = json.dumps(
         "usage": {"prompt_tokens": 5, "completion_tokens": 1, "total_tokens": 6},
     }
 ).encode()
-RESPONSE = (
-    b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: "
-    + str(len(BODY)).encode()
-    + b"\r\n\r\n"
-    + BODY
-)
+EMBEDDING_BODY = json.dumps(
+    {
+        "object": "list",
+        "data": [{"object": "embedding", "index": 0, "embedding": [0.25, 0.5, 0.75]}],
+        "model": "gpt-bench",
+        "usage": {"prompt_tokens": 1, "total_tokens": 1},
+    }
+).encode()
+
+
+def _json_response(body: bytes) -> bytes:
+    return (
+        b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: "
+        + str(len(body)).encode()
+        + b"\r\n\r\n"
+        + body
+    )
+
+
+RESPONSE = _json_response(BODY)
+EMBEDDING_RESPONSE = _json_response(EMBEDDING_BODY)
 
 
 STREAM_HEAD = (
@@ -92,6 +108,8 @@ async def handle(
                 if rest_after:
                     await asyncio.sleep(rest_after)
                 writer.write(_http_chunk(REST_EVENTS) + b"0\r\n\r\n")
+            elif head.split(b" ", 2)[1].endswith(b"/embeddings"):
+                writer.write(EMBEDDING_RESPONSE)
             else:
                 writer.write(RESPONSE)
             await writer.drain()
