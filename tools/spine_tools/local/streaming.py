@@ -186,6 +186,7 @@ class StreamedInvocation(Response):
         event: dict[str, Any],
         request_id: str,
         gateway_timeout: float,
+        gateway_answer: Callable[[HttpResponse], HttpResponse] | None = None,
     ) -> None:
         super().__init__()
         self.runtime = runtime
@@ -193,6 +194,9 @@ class StreamedInvocation(Response):
         self.event = event
         self.request_id = request_id
         self.gateway_timeout = gateway_timeout
+        # API Gateway's own answers (timeout, failure) as the template's
+        # GatewayResponses shape them, as for every other function.
+        self.gateway_answer = gateway_answer or (lambda answer: answer)
         self.status = 0  # what the client got, for the emulator's request log
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -266,7 +270,7 @@ class StreamedInvocation(Response):
             if isinstance(result, Failed | TimedOut) or first is None:
                 logger.error("function %s ended without a response", self.runtime.spec.logical_id)
             answer = events.internal_server_error(self.request_id)
-        await self._send_whole(answer, send)
+        await self._send_whole(self.gateway_answer(answer), send)
 
     async def _relay(
         self,
