@@ -177,7 +177,7 @@ class Emulator:
             self._event(request, match, request_id),
             request_id,
             self.gateway_timeout,
-            lambda answer: self.gateway_answer(answer, request, request_id, match),
+            gateway_answer=lambda answer: self.gateway_answer(answer, request, request_id, match),
         )
 
     def gateway_answer(

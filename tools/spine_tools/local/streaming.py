@@ -186,6 +186,7 @@ class StreamedInvocation(Response):
         event: dict[str, Any],
         request_id: str,
         gateway_timeout: float,
+        *,
         gateway_answer: Callable[[HttpResponse], HttpResponse] | None = None,
     ) -> None:
         super().__init__()
