@@ -8,10 +8,10 @@ from spine.api.app import create_app
 
 
 def chat_app() -> FastAPI:
-    # Every call a model answers: chat, text completions, embeddings.
-    from spine.api.routes import chat, embeddings
+    # Every call a model answers: chat, text completions, embeddings, responses.
+    from spine.api.routes import chat, embeddings, responses
 
-    return create_app("chat", [chat.router, embeddings.router])
+    return create_app("chat", [chat.router, embeddings.router, responses.router])
 
 
 def models_app() -> FastAPI:
