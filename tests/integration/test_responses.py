@@ -122,6 +122,40 @@ def test_translated_providers_answer_through_responses(
     assert all(r["completion_tokens"] > 0 for r in rows)
 
 
+COMPATIBLE = (
+    "  - id: compat-test\n"
+    "    provider: openai_compatible\n"
+    "    model: some-reasoner\n"
+    "    base_url: {url}\n"
+    "    pricing: {{input: 0.1, output: 0.2}}\n"
+    "    context_window: 8000\n"
+    "    capabilities: [chat, streaming]\n"
+)
+
+
+def test_an_openai_compatible_servers_reasoning_is_a_reasoning_item(
+    client: openai.OpenAI, env: Env
+) -> None:
+    # Given a server of the kind the local worker is (llama.cpp sends reasoning_content)
+    env.write_models(
+        env.models_path.read_text().replace(
+            "models:\n", "models:\n" + COMPATIBLE.format(url=env.fakes.openai_url), 1
+        )
+    )
+    answer = openai_api.chat_completion("Paris.", usage_body=openai_api.usage(9, 5, reasoning=2))
+    answer["choices"][0]["message"]["reasoning_content"] = "The capital is Paris."
+    env.fakes.script("openai", Reply(answer))
+    response = client.responses.create(model="compat-test", input="Capital of France?")
+    reasoning, message = response.output
+    assert reasoning.type == "reasoning" and reasoning.content is not None
+    assert reasoning.content[0].text == "The capital is Paris."
+    assert message.type == "message" and response.output_text == "Paris."
+    assert response.usage is not None
+    assert response.usage.output_tokens_details.reasoning_tokens == 2
+    [row] = rows_when_written(env)
+    assert (row["endpoint"], row["provider"]) == ("responses", "openai_compatible")
+
+
 class City(BaseModel):
     city: str
     population: int
