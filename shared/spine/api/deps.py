@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 from fastapi import Depends, Request
 
 from spine.api.app import AppState
-from spine.api.limits import admit_call, authenticate_and_admit_call
+from spine.api.limits import admit_built_call, admit_call, authenticate_and_admit_call
 from spine.api.middleware import RESERVATION_STATE_KEY
 from spine.auth.authenticate import authenticate, bearer_token
 from spine.auth.principal import ANONYMOUS, Principal
@@ -16,6 +16,7 @@ from spine.errors import PermissionDeniedError
 from spine.ledger.recorder import SettlingRecorder
 from spine.pipeline.context import CallContext
 from spine.registry.resolve import Registry, ResolvedModel
+from spine.schemas.openai import ChatCompletionRequest
 
 if TYPE_CHECKING:
     from spine.limits.admission import Reservation
@@ -147,6 +148,29 @@ def context_with(
 
 
 CallContextDep = Annotated[CallContext, Depends(call_context)]
+
+
+async def built_call_context(
+    request: Request,
+    state: AppState,
+    principal: Principal,
+    registry: Registry,
+    built: ChatCompletionRequest,
+) -> CallContext:
+    """The call context of a chat call a service built from the request (a session's
+    turn with its history, a stored prompt's execution, a Responses call with its
+    earlier turns): admitted on what the model will be sent, not on the body."""
+    resolved = registry.resolve(built.model)
+    reservation = await admit_built_call(
+        request,
+        state.settings,
+        state.database,
+        principal,
+        built,
+        resolved=resolved,
+        max_tokens=built.output_limit(),
+    )
+    return context_with(request, state, principal, registry, reservation, resolved=resolved)
 
 
 def _unauthenticated_api_key(request: Request, state: AppState) -> str | None:

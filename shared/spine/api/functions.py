@@ -8,11 +8,11 @@ from spine.api.app import create_app
 
 
 def chat_app() -> FastAPI:
-    # Every call a model answers: chat, text completions, embeddings, and Anthropic's
-    # Messages API.
-    from spine.api.routes import chat, embeddings, messages
+    # Every call a model answers: chat, text completions, embeddings, OpenAI's
+    # Responses API and Anthropic's Messages API.
+    from spine.api.routes import chat, embeddings, messages, responses
 
-    return create_app("chat", [chat.router, embeddings.router, messages.router])
+    return create_app("chat", [chat.router, embeddings.router, responses.router, messages.router])
 
 
 def models_app() -> FastAPI:

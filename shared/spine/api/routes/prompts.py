@@ -15,8 +15,13 @@ from fastapi.responses import JSONResponse
 
 from spine.api.answer_headers import call_headers
 from spine.api.body import parse_body
-from spine.api.deps import PrincipalDep, RegistryDep, StateDep, context_with, require_scope
-from spine.api.limits import admit_built_call
+from spine.api.deps import (
+    PrincipalDep,
+    RegistryDep,
+    StateDep,
+    built_call_context,
+    require_scope,
+)
 from spine.api.openapi import PAGE_QUERY, json_body, query_params
 from spine.api.query import epoch, known_query, page_limit, small_int
 from spine.auth.principal import Principal
@@ -206,17 +211,7 @@ async def execute_prompt(
     body = await parse_body(request, ExecutePromptRequest)
     execution = await service.prepare_execution(state.database, principal, body)
     # Admitted on what runs: the model is often the stored version's, not the body's.
-    resolved = registry.resolve(execution.request.model)
-    reservation = await admit_built_call(
-        request,
-        state.settings,
-        state.database,
-        principal,
-        execution.request,
-        resolved=resolved,
-        max_tokens=execution.request.output_limit(),
-    )
-    ctx = context_with(request, state, principal, registry, reservation, resolved=resolved)
+    ctx = await built_call_context(request, state, principal, registry, execution.request)
     completion, result = await service.execute(execution, ctx)
     rendered = execution.rendered
     response.headers.update(

@@ -14,16 +14,11 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
 from spine.api.answer_headers import call_headers
-from spine.api.app import AppState
 from spine.api.body import parse_body
-from spine.api.deps import PrincipalDep, RegistryDep, StateDep, context_with
-from spine.api.limits import admit_built_call
+from spine.api.deps import PrincipalDep, RegistryDep, StateDep, built_call_context
 from spine.api.openapi import PAGE_QUERY, json_body
 from spine.api.query import epoch, known_query, page_limit
 from spine.api.session_chat import session_headers
-from spine.auth.principal import Principal
-from spine.pipeline.context import CallContext
-from spine.registry.resolve import Registry
 from spine.schemas.openai import ChatCompletionRequest
 from spine.schemas.public import Deleted, ListPage
 from spine.schemas.sessions import (
@@ -36,7 +31,6 @@ from spine.schemas.sessions import (
 )
 from spine.sessions import service
 from spine.sessions.chat import complete_in_session
-from spine.sessions.service import SessionTurn
 from spine.storage.sessions import MessageRow, SessionRow
 
 router = APIRouter()
@@ -134,7 +128,9 @@ async def send_message(
         }
     )
     turn = service.build_turn(principal, loaded, chat_request, registry)
-    ctx = await _admitted_context(request, state, principal, registry, turn)
+    # Admitted on what the model will be sent: the body names no model and holds one
+    # message.
+    ctx = await built_call_context(request, state, principal, registry, turn.request)
     reply = await complete_in_session(turn, ctx)
     response.headers.update({**call_headers(reply.result), **session_headers(turn)})
     return SessionReply(
@@ -143,25 +139,6 @@ async def send_message(
         messages=[message_public(row) for row in reply.stored],
         completion=reply.completion,
     )
-
-
-async def _admitted_context(
-    request: Request, state: AppState, principal: Principal, registry: Registry, turn: SessionTurn
-) -> CallContext:
-    """Rate limits and budgets for the session's model, estimated from what it will
-    be sent (the body here names no model and holds one message)."""
-
-    resolved = registry.resolve(turn.request.model)
-    reservation = await admit_built_call(
-        request,
-        state.settings,
-        state.database,
-        principal,
-        turn.request,
-        resolved=resolved,
-        max_tokens=turn.request.output_limit(),
-    )
-    return context_with(request, state, principal, registry, reservation, resolved=resolved)
 
 
 # --- response shapes (API objects, mapped explicitly from rows) ---------------------
