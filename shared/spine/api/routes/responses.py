@@ -5,7 +5,7 @@ their input items. A response belongs to its principal: anyone else gets 404.
 
 from __future__ import annotations
 
-from typing import Any, Literal, cast
+from typing import Literal, cast
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse, Response
 from spine.api.answer_headers import call_headers, stream_headers
 from spine.api.body import parse_body, read_json
 from spine.api.deps import PrincipalDep, RegistryDep, StateDep, built_call_context
-from spine.api.openapi import json_body, query_params
+from spine.api.openapi import EVENT_STREAM_ANSWER, json_body, query_params
 from spine.api.query import known_query, list_page, page_limit
 from spine.api.sse import EventStreamResponse, SseWire, named_event
 from spine.errors import InvalidRequestError
@@ -24,10 +24,6 @@ from spine.schemas.responses import ResponsesRequest
 
 router = APIRouter()
 
-# A Response object, or its events as server-sent events with `stream: true`.
-_EVENT_STREAM: dict[int | str, dict[str, Any]] = {
-    200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}}
-}
 _ITEMS_QUERY = query_params(
     limit="page size (1 to 100)",
     after="the last item id of the previous page",
@@ -38,7 +34,7 @@ _ITEMS_QUERY = query_params(
 @router.post(
     "/v1/responses",
     response_model=ResponseObject,
-    responses=_EVENT_STREAM,
+    responses=EVENT_STREAM_ANSWER,
     openapi_extra=json_body(ResponsesRequest),
 )
 async def create_response(
