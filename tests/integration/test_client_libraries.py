@@ -74,8 +74,22 @@ def test_langchain_chat_tools_and_structured_output(
     assert city == City(name="Oslo", population=717710)
     fmt = env.fakes.last("openai").json["response_format"]
     assert fmt["type"] == "json_schema" and fmt["json_schema"]["name"] == "City"
-    rows = rows_when_written(env, 3)
-    assert [r["endpoint"] for r in rows] == ["chat.completions"] * 3
+    # Its Responses API mode, with a tool call
+    responses_chat = ChatOpenAI(
+        model="gpt-test",
+        base_url=f"{emulator_url}/v1",
+        api_key=api_key,
+        max_retries=0,
+        use_responses_api=True,
+    )
+    assert responses_chat.invoke("hello responses").text == "echo: hello responses"
+    env.fakes.script("openai", Reply(_tool_call_answer()))
+    called = responses_chat.bind_tools([get_weather]).invoke("Weather in Oslo?")
+    assert [(c["name"], c["args"]) for c in called.tool_calls] == [  # type: ignore[attr-defined]
+        ("get_weather", {"city": "Oslo"})
+    ]
+    rows = rows_when_written(env, 5)
+    assert [r["endpoint"] for r in rows] == ["chat.completions"] * 3 + ["responses"] * 2
 
 
 def test_langchain_embeddings(emulator_url: str, api_key: str, env: Env, embed_model: str) -> None:
@@ -169,3 +183,56 @@ def test_the_llm_command_line_chats_through_spine(
     assert streamed.stdout.strip() == "echo: again"
     assert env.fakes.last("openai").json["temperature"] == 0.2
     assert [r["endpoint"] for r in rows_when_written(env, 2)] == ["chat.completions"] * 2
+
+
+# --- the OpenAI Agents SDK ---------------------------------------------------------------
+
+
+def test_the_agents_sdk_with_its_default_settings_runs_a_tool_using_agent(
+    emulator_url: str, api_key: str, env: Env
+) -> None:
+    from agents import (
+        Agent,
+        Runner,
+        function_tool,
+        set_default_openai_client,
+        set_tracing_disabled,
+    )
+    from openai import AsyncOpenAI
+
+    # A gpt-5 name: the SDK then sends reasoning effort "none" and a text verbosity,
+    # which any gateway that refuses fields OpenAI accepts turns into a 400.
+    env.write_models(env.models_path.read_text().replace("[gpt-alias]", "[gpt-alias, gpt-5.1]"))
+    set_tracing_disabled(True)  # its traces would go to OpenAI
+    set_default_openai_client(
+        AsyncOpenAI(base_url=f"{emulator_url}/v1", api_key=api_key, max_retries=0),
+        use_for_tracing=False,
+    )
+
+    @function_tool
+    def get_weather(city: str) -> str:
+        """The weather in a city."""
+        return f"Sunny in {city}."
+
+    env.fakes.script("openai", Reply(_tool_call_answer()))
+    env.fakes.script("openai", Reply(openai_api.chat_completion("Oslo is sunny today.")))
+    agent = Agent(
+        name="weather",
+        instructions="Answer with the weather tool.",
+        model="gpt-5.1",
+        tools=[get_weather],
+    )
+    result = Runner.run_sync(agent, "What is the weather in Oslo?")
+    assert result.final_output == "Oslo is sunny today."
+    first, second = (r.json for r in env.fakes.requests("openai"))
+    assert first["messages"][0] == {"role": "system", "content": "Answer with the weather tool."}
+    assert first["tools"][0]["function"]["name"] == "get_weather"
+    # The tool's answer went back to the model after its call.
+    assert second["messages"][-2]["tool_calls"][0]["id"] == "call_1"
+    assert second["messages"][-1] == {
+        "role": "tool",
+        "tool_call_id": "call_1",
+        "content": "Sunny in Oslo.",
+    }
+    rows = rows_when_written(env, 2)
+    assert [r["endpoint"] for r in rows] == ["responses", "responses"]
