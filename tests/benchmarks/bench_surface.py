@@ -1,6 +1,7 @@
 """Added latency of each API surface over the same upstream call made directly:
-chat completions (the baseline), Anthropic's Messages API (translated for an
-OpenAI-speaking model: the same chat call upstream), and embeddings.
+chat completions (the baseline), OpenAI's Responses API and Anthropic's Messages API
+(both translated for an OpenAI-speaking model: the same chat call upstream), and
+embeddings.
 
     uv run python tests/benchmarks/bench_surface.py [--requests 600]
 
@@ -55,6 +56,18 @@ def surfaces() -> list[Surface]:
             "chat completions",
             "/v1/chat/completions",
             {"model": "gpt-bench", "messages": MESSAGES},
+            chat,
+        ),
+        Surface(
+            "responses (translated, store=false)",
+            "/v1/responses",
+            {"model": "gpt-bench", "input": "hi", "store": False},
+            chat,
+        ),
+        Surface(
+            "responses (stored)",
+            "/v1/responses",
+            {"model": "gpt-bench", "input": "hi"},
             chat,
         ),
         Surface(
