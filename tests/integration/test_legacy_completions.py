@@ -4,6 +4,7 @@ refused (400 naming them) by providers that answer as chat, never silently ignor
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -68,9 +69,39 @@ def test_a_server_with_its_own_completions_gets_them(env: Env, api_key: str) -> 
     assert (sent.json["prompt"], sent.json["echo"], sent.json["logprobs"]) == (["a", "b"], True, 1)
 
 
-def test_streaming_several_prompts_from_a_chat_model_is_refused(
+def test_several_prompts_stream_from_a_chat_model_as_one_stream(
     gateway: Gateway, env: Env, api_key: str
 ) -> None:
-    result = complete(gateway, api_key, model="gpt-test", prompt=["a", "b"], stream=True)
-    assert result.status == 400, result.body
-    assert result.error["param"] == "prompt"
+    result = complete(
+        gateway,
+        api_key,
+        model="gpt-test",
+        prompt=["Say one", "Say two please"],
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    assert result.status == 200, result.body
+    payloads = [
+        line.removeprefix("data: ")
+        for line in result.body.decode().splitlines()
+        if line.startswith("data: ")
+    ]
+    assert payloads[-1] == "[DONE]"
+    chunks = [json.loads(p) for p in payloads[:-1]]
+    texts: dict[int, str] = {}
+    for chunk in chunks[:-1]:
+        for choice in chunk["choices"]:
+            texts[choice["index"]] = texts.get(choice["index"], "") + choice["text"]
+    # One choice per prompt, each the answer to its own prompt, under one id
+    assert texts == {0: "echo: Say one", 1: "echo: Say two please"}
+    assert len({c["id"] for c in chunks}) == 1
+    # One usage chunk at the end, the sum of both calls, and one usage row
+    usage = chunks[-1]["usage"]
+    assert chunks[-1]["choices"] == [] and usage["prompt_tokens"] > 0
+    sent = env.fakes.requests("openai")
+    assert sorted(r.json["messages"][0]["content"] for r in sent) == ["Say one", "Say two please"]
+    [row] = env.usage_rows()
+    assert (row["prompt_tokens"], row["completion_tokens"]) == (
+        usage["prompt_tokens"],
+        usage["completion_tokens"],
+    )

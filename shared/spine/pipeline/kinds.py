@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
 from spine.errors import InvalidRequestError
+from spine.pipeline.merged_stream import merged_prompt_streams
 from spine.pipeline.params import (
     apply_defaults,
     check_chat_request,
@@ -125,7 +126,6 @@ def _prepare_completion(
     )
     if streaming:
         _require_streaming(model)
-        _prompts_streamable(effective, model)
     return effective
 
 
@@ -159,18 +159,16 @@ def merge_completions(answers: list[TextCompletion]) -> TextCompletion:
 
 
 def _stream_completion(target: Target, request: CompletionRequest) -> AsyncGenerator[Chunk, None]:
-    return get_provider(target.provider).complete_stream(target, request)
-
-
-def _prompts_streamable(request: CompletionRequest, model: ResolvedModel) -> None:
-    if len(request.prompts()) > 1 and not get_provider(model.entry.provider).native_completions:
-        raise InvalidRequestError(
-            f"Streaming several prompts needs a server with its own text completions; "
-            f"model '{model.requested}' answers them as chat: send stream=false, or one "
-            "prompt per request.",
-            param="prompt",
-            code="unsupported_parameter",
-        )
+    provider = get_provider(target.provider)
+    prompts = request.prompts()
+    if len(prompts) == 1 or provider.native_completions:
+        return provider.complete_stream(target, request)
+    return merged_prompt_streams(
+        [
+            provider.complete_stream(target, request.model_copy(update={"prompt": p}))
+            for p in prompts
+        ]
+    )
 
 
 def _completion_prompt_bytes(request: CompletionRequest) -> int:
