@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +23,10 @@ from tests.integration.conftest import Env
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture
-def emulator_url(env: Env) -> Iterator[str]:
-    """`spine local` on a free port, serving template.yaml with the test's config."""
+@contextmanager
+def running_emulator(env: Env, *, pool_size: int = 2, **options: Any) -> Iterator[str]:
+    """`spine local` on a free port, serving template.yaml with the test's config;
+    `pool_size` containers per function; `options` for `Emulator` (gateway_timeout)."""
     get_settings.cache_clear()
     db.reset()
     overrides = {
@@ -33,13 +35,24 @@ def emulator_url(env: Env) -> Iterator[str]:
         "SPINE_SERVICE__ENVIRONMENT": "test",
     }
     template = load_template(REPO / "template.yaml")
-    with (
-        Emulator(template, pool_size=2, env_vars={"Parameters": overrides}) as emulator,
-        serving(make_server(emulator, "127.0.0.1", 0)) as url,
-    ):
+    try:
+        with (
+            Emulator(
+                template, pool_size=pool_size, env_vars={"Parameters": overrides}, **options
+            ) as emulator,
+            serving(make_server(emulator, "127.0.0.1", 0)) as url,
+        ):
+            yield url
+    finally:
+        get_settings.cache_clear()
+        db.reset()
+
+
+@pytest.fixture
+def emulator_url(env: Env) -> Iterator[str]:
+    """`spine local` on a free port, serving template.yaml with the test's config."""
+    with running_emulator(env) as url:
         yield url
-    get_settings.cache_clear()
-    db.reset()
 
 
 @pytest.fixture

@@ -58,30 +58,12 @@ def test_the_sdk_raises_not_found_for_a_wrong_base_url(
 def test_a_streaming_function_past_the_gateways_timeout_is_openais_504(
     env: Env, api_key: str
 ) -> None:
-    from spine.settings import get_settings
-    from spine.storage import db
-    from spine_tools.local.server import Emulator, make_server
-    from spine_tools.local.template import load_template
     from tests.fakes.script import Hang
-    from tests.fixtures.servers import serving
-    from tests.integration.emulator import REPO
+    from tests.integration.emulator import running_emulator
 
     # Given a provider that says nothing, and a gateway that waits 1 s for a response
     env.fakes.script("openai", Hang(10))
-    get_settings.cache_clear()
-    db.reset()
-    overrides = {
-        "SPINE_CONFIG": str(env.root / "config.toml"),
-        "SPINE_MODELS": str(env.models_path),
-        "SPINE_SERVICE__ENVIRONMENT": "test",
-    }
-    template = load_template(REPO / "template.yaml")
-    with (
-        Emulator(
-            template, pool_size=1, gateway_timeout=1.0, env_vars={"Parameters": overrides}
-        ) as emulator,
-        serving(make_server(emulator, "127.0.0.1", 0)) as url,
-    ):
+    with running_emulator(env, pool_size=1, gateway_timeout=1.0) as url:
         # When a stream is asked of the chat function (served by Lambda Web Adapter)
         response = httpx.post(
             f"{url}/v1/chat/completions",
@@ -93,8 +75,6 @@ def test_a_streaming_function_past_the_gateways_timeout_is_openais_504(
             },
             timeout=30,
         )
-    get_settings.cache_clear()
-    db.reset()
     # Then API Gateway's own answer is shaped by GatewayResponses, as for any function
     assert response.status_code == 504
     assert response.json()["error"]["code"] == "gateway_timeout"

@@ -14,13 +14,8 @@ import httpx
 import openai
 import pytest
 
-from spine.settings import get_settings
-from spine.storage import db
-from spine_tools.local.server import Emulator, make_server
-from spine_tools.local.template import load_template
-from tests.fixtures.servers import serving
 from tests.integration.conftest import Env
-from tests.integration.emulator import REPO, emulator_url
+from tests.integration.emulator import emulator_url, running_emulator
 from tests.worker.conftest import MODEL_FILE, TOKEN, WorkerProcess, llama_server, model_file
 
 __all__ = ["emulator_url", "llama_server", "model_file"]
@@ -110,21 +105,8 @@ def test_the_local_model_answers_the_messages_api_and_counts_exactly(
 def emulator_for_four(env: Env) -> Iterator[str]:
     """`spine local` with four containers per function, so four callers' requests reach
     the worker at once (Lambda runs one request per container)."""
-    get_settings.cache_clear()
-    db.reset()
-    overrides = {
-        "SPINE_CONFIG": str(env.root / "config.toml"),
-        "SPINE_MODELS": str(env.models_path),
-        "SPINE_SERVICE__ENVIRONMENT": "test",
-    }
-    template = load_template(REPO / "template.yaml")
-    with (
-        Emulator(template, pool_size=4, env_vars={"Parameters": overrides}) as emulator,
-        serving(make_server(emulator, "127.0.0.1", 0)) as url,
-    ):
+    with running_emulator(env, pool_size=4) as url:
         yield url
-    get_settings.cache_clear()
-    db.reset()
 
 
 def _warm(url: str, key: str, *, containers: int) -> None:

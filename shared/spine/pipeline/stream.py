@@ -216,3 +216,35 @@ def _choice_text(choice: dict[str, Any]) -> str:
         function = call.get("function") or {}
         parts += [str(function.get("name") or ""), str(function.get("arguments") or "")]
     return "".join(parts)
+
+
+class WrappedStream:
+    """A service's relay around a `CompletionStream` (a session's turn stored at its
+    end, a response stored before its last event): what
+    `spine.api.sse.EventStreamResponse` relays (model, chunks(), aclose()), the
+    service's own work in `_relay_chunks`."""
+
+    def __init__(self, inner: CompletionStream) -> None:
+        self.inner = inner
+        self._relay: AsyncGenerator[Chunk, None] | None = None
+
+    @property
+    def model(self) -> str:
+        return self.inner.model
+
+    @property
+    def result(self) -> CallResult:
+        return self.inner.result
+
+    def chunks(self) -> AsyncGenerator[Chunk, None]:
+        if self._relay is None:
+            self._relay = self._relay_chunks()
+        return self._relay
+
+    async def aclose(self) -> None:
+        if self._relay is not None:
+            await self._relay.aclose()
+        await self.inner.aclose()
+
+    def _relay_chunks(self) -> AsyncGenerator[Chunk, None]:
+        raise NotImplementedError

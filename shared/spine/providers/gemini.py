@@ -227,6 +227,10 @@ def _new_client(base_url: str, api_key: str, timeouts: Timeouts) -> genai.Client
             timeout=int(timeouts.total * 1000),
             # One attempt: retries and fallbacks are Spine's.
             retry_options=types.HttpRetryOptions(attempts=1),
+            # httpx always: the SDK switches to aiohttp whenever aiohttp is importable
+            # (another package may bring it), and its errors and streams differ; a
+            # transport of our own pins the client this adapter maps and tests.
+            async_client_args={"transport": httpx2.AsyncHTTPTransport()},
         ),
     )
 

@@ -14,9 +14,9 @@ from typing import Any
 from spine.errors import SpineError
 from spine.observability import get_logger
 from spine.pipeline import run
-from spine.pipeline.context import CallContext, CallResult
+from spine.pipeline.context import CallContext
 from spine.pipeline.responses_kind import RESPONSES
-from spine.pipeline.stream import Chunk, CompletionStream
+from spine.pipeline.stream import Chunk, CompletionStream, WrappedStream
 from spine.responses.service import ResponsesCall, save
 from spine.schemas.response_object import ResponseObject
 
@@ -33,32 +33,13 @@ async def open_stream(call: ResponsesCall, ctx: CallContext) -> ResponsesStream:
     return ResponsesStream(inner, call)
 
 
-class ResponsesStream:
-    """Has what `spine.api.sse.EventStreamResponse` relays: model, chunks(), aclose()."""
+class ResponsesStream(WrappedStream):
+    """The Responses API's events, the response stored before its last one."""
 
     def __init__(self, inner: CompletionStream, call: ResponsesCall) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.call = call
-        self._relay: AsyncGenerator[Chunk, None] | None = None
         self._next_sequence = 0
-
-    @property
-    def model(self) -> str:
-        return self.inner.model
-
-    @property
-    def result(self) -> CallResult:
-        return self.inner.result
-
-    def chunks(self) -> AsyncGenerator[Chunk, None]:
-        if self._relay is None:
-            self._relay = self._events()
-        return self._relay
-
-    async def aclose(self) -> None:
-        if self._relay is not None:
-            await self._relay.aclose()
-        await self.inner.aclose()
 
     def error_event(self, exc: SpineError) -> dict[str, Any]:
         """A failure after the stream started, as the Responses API's `error` event."""
@@ -70,7 +51,7 @@ class ResponsesStream:
             "sequence_number": self._next_sequence,
         }
 
-    async def _events(self) -> AsyncGenerator[Chunk, None]:
+    async def _relay_chunks(self) -> AsyncGenerator[Chunk, None]:
         async for event in self.inner.chunks():
             self._next_sequence = int(event.get("sequence_number", -1)) + 1
             if event.get("type") in _ENDS and self.call.store:

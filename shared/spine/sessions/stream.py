@@ -12,51 +12,31 @@ from typing import Any
 
 from spine.errors import SpineError
 from spine.observability import get_logger
-from spine.pipeline.context import CallResult
-from spine.pipeline.stream import Chunk, CompletionStream
+from spine.pipeline.stream import Chunk, CompletionStream, WrappedStream
 from spine.schemas.openai import AssistantMessage
 from spine.sessions.service import SessionTurn, store_turn
 
 logger = get_logger(__name__)
 
 
-class SessionStream:
-    """Has what `spine.api.sse.EventStreamResponse` relays: model, chunks(), aclose()."""
+class SessionStream(WrappedStream):
+    """A session's chat stream, the turn stored at its end."""
 
     def __init__(self, inner: CompletionStream, turn: SessionTurn) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.turn = turn
-        self._relay: AsyncGenerator[Chunk, None] | None = None
         self._content: list[str] = []
         self._refusal: list[str] = []
         self._tool_calls: dict[int, dict[str, Any]] = {}
         self.stored = False
 
-    @property
-    def model(self) -> str:
-        return self.inner.model
-
-    @property
-    def result(self) -> CallResult:
-        return self.inner.result
-
-    def chunks(self) -> AsyncGenerator[Chunk, None]:
-        if self._relay is None:
-            self._relay = self._chunks()
-        return self._relay
-
-    async def _chunks(self) -> AsyncGenerator[Chunk, None]:
+    async def _relay_chunks(self) -> AsyncGenerator[Chunk, None]:
         # An upstream failure is raised by the inner relay (after its usage row), and
         # a cancelled relay (client gone) never reaches the end: neither stores.
         async for chunk in self.inner.chunks():
             self._gather(chunk)
             yield chunk
         await self._store()
-
-    async def aclose(self) -> None:
-        if self._relay is not None:
-            await self._relay.aclose()
-        await self.inner.aclose()
 
     def _gather(self, chunk: Chunk) -> None:
         for choice in chunk.get("choices") or []:
