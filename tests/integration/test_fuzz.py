@@ -31,6 +31,7 @@ FUNCTIONS = (
     functions.chat_app,
     functions.models_app,
     functions.prompts_app,
+    functions.capabilities_app,
     functions.sessions_app,
     functions.auth_app,
     functions.usage_app,
