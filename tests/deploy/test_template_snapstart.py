@@ -11,6 +11,7 @@ from typing import Any
 SNAPSTART = {
     "ModelsFunction",
     "PromptsFunction",
+    "CapabilitiesFunction",
     "SessionsFunction",
     "AuthFunction",
     "UsageFunction",

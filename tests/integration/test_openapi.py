@@ -124,8 +124,9 @@ def test_a_function_whose_document_is_not_routed_fails_the_gate() -> None:
     ]
 
 
-FUNCTIONS = ["ChatFunction", "ModelsFunction", "PromptsFunction", "SessionsFunction",
-             "AuthFunction", "UsageFunction", "HealthFunction", "AdminFunction"]  # fmt: skip
+FUNCTIONS = ["ChatFunction", "ModelsFunction", "PromptsFunction", "CapabilitiesFunction",
+             "SessionsFunction", "AuthFunction", "UsageFunction", "HealthFunction",
+             "AdminFunction"]  # fmt: skip
 
 
 @pytest.mark.parametrize("function", FUNCTIONS)

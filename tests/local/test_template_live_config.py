@@ -14,7 +14,7 @@ from spine_tools.local.template import load_template
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATE = REPO / "template.yaml"
 DB_ARN = "arn:aws:secretsmanager:eu-west-1:000000000000:secret:spine-db-AbCdEf"
-PROVIDER_CALLERS = {"ChatFunction", "PromptsFunction", "SessionsFunction"}
+PROVIDER_CALLERS = {"ChatFunction", "PromptsFunction", "CapabilitiesFunction", "SessionsFunction"}
 
 
 def settings_of(function: str, overrides: dict[str, str]) -> Any:

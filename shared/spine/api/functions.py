@@ -30,6 +30,16 @@ def prompts_app() -> FastAPI:
     return create_app("prompts", [prompts.router])
 
 
+def capabilities_app() -> FastAPI:
+    # GenAI Spine's task routes (summarize, extract, ...), apart from `prompts`: each
+    # API event adds to a function's resource policy (Lambda's limit is 20 KB), and
+    # these calls scale and fail like model calls, not like prompt edits. The
+    # provider SDKs are imported on first use, as in `prompts`.
+    from spine.api.routes import capabilities
+
+    return create_app("capabilities", [capabilities.router])
+
+
 def sessions_app() -> FastAPI:
     # POST /v1/sessions/{id}/messages calls models: the provider SDKs are imported
     # on first use, so the CRUD calls never pay for them.
@@ -46,9 +56,10 @@ def auth_app() -> FastAPI:
 
 
 def usage_app() -> FastAPI:
-    from spine.api.routes import usage
+    # The executions log is a view over the same ledger.
+    from spine.api.routes import executions, usage
 
-    return create_app("usage", [usage.router])
+    return create_app("usage", [usage.router, executions.router])
 
 
 def health_app() -> FastAPI:

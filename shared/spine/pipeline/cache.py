@@ -165,7 +165,9 @@ def _hit(
     entry = ctx.registry.get(row.model_id)
     if entry is None:
         return None  # the model that answered is gone from models.yaml
-    answer_type = ChatCompletion if plan.endpoint == "chat.completions" else TextCompletion
+    # Text completions keep their own shape; every other cached kind (chat, and the
+    # kinds built on it such as `capability.<name>`) answers chat completions.
+    answer_type = TextCompletion if plan.endpoint == "completions" else ChatCompletion
     try:
         answer: Answer = answer_type.model_validate(row.response)
     except ValidationError:

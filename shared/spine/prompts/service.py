@@ -17,7 +17,12 @@ from typing import Any
 from pydantic import ValidationError
 
 from spine.auth.principal import Principal
-from spine.errors import InvalidRequestError, NotFoundError
+from spine.errors import (
+    AuthenticationError,
+    InvalidRequestError,
+    NotFoundError,
+    PermissionDeniedError,
+)
 from spine.pipeline import run
 from spine.pipeline.context import CallContext, CallResult
 from spine.pipeline.kinds import CHAT
@@ -26,6 +31,7 @@ from spine.schemas.openai import ChatCompletion, ChatCompletionRequest
 from spine.schemas.prompt_content import PromptContent
 from spine.schemas.prompts import (
     LATEST_LABEL,
+    METADATA_FIELDS,
     SLUG_PATTERN,
     ExecutePromptRequest,
     PromptCreate,
@@ -34,8 +40,8 @@ from spine.schemas.prompts import (
 from spine.storage import db
 from spine.storage import prompts as store
 from spine.storage.db import Database
-from spine.storage.owner import Owner
-from spine.storage.prompts import PromptRow, PromptVersionRow
+from spine.storage.owner import SYSTEM_OWNER, Owner
+from spine.storage.prompts import PromptFilter, PromptRow, PromptVersionRow
 
 # Chat request fields a prompt's parameters may not set: execute-prompt supplies
 # them (model, messages) or does not support them (streaming, sessions).
@@ -60,7 +66,15 @@ class Rendered:
 
 
 def owner_of(principal: Principal) -> Owner:
+    if not principal.subject:
+        # An empty subject is the system prompts' owner: no caller may pose as it.
+        raise AuthenticationError("The credential names no subject.")
     return Owner(tenant=principal.tenant or "", subject=principal.subject)
+
+
+def owner_of_row(prompt: PromptRow) -> Owner:
+    """Who owns `prompt` (SYSTEM_OWNER for a system prompt): writes are scoped by it."""
+    return Owner(tenant=prompt.tenant, subject=prompt.owner)
 
 
 async def create_prompt(database: Database, principal: Principal, body: PromptCreate) -> PromptView:
@@ -73,39 +87,72 @@ async def create_prompt(database: Database, principal: Principal, body: PromptCr
         name=body.name if body.name is not None else body.slug,
         description=body.description,
         content=content,
+        category=body.category,
+        tags=tuple(body.tags),
     )
     return PromptView(prompt, version, {})
 
 
 async def list_prompts(
-    database: Database, principal: Principal, *, limit: int, after: str | None
+    database: Database,
+    principal: Principal,
+    *,
+    limit: int,
+    after: str | None,
+    where: PromptFilter | None = None,
 ) -> tuple[list[PromptRow], bool]:
-    """A page of the caller's prompts, newest first, and whether more follow."""
+    """A page of the caller's prompts (and the system prompts, when asked for) that
+    match `where`, newest first, and whether more follow."""
     owner = owner_of(principal)
     conn = await database.connection()
     cursor = None
     if after is not None:
         cursor = _parse_uuid(after, param="after")
-        if await store.get_prompt(conn, owner, prompt_id=cursor) is None:
+        if await _get_readable(conn, owner, prompt_id=cursor) is None:
             raise InvalidRequestError(
                 f"'after' is not one of your prompts: {after}", param="after", code="invalid_cursor"
             )
-    rows = await store.list_prompts(conn, owner, limit=limit + 1, after=cursor)
+    rows = await store.list_prompts(conn, owner, limit=limit + 1, after=cursor, where=where)
     return rows[:limit], len(rows) > limit
 
 
-async def find_prompt(database: Database, principal: Principal, ref: str) -> PromptRow:
-    """The caller's prompt named by id or slug; 404 for anyone else's."""
+async def find_prompt(
+    database: Database, principal: Principal, ref: str, *, write: bool = False
+) -> PromptRow:
+    """The prompt named by id or slug that the caller may read: its own, else a
+    system prompt of that id or slug; 404 for anyone else's. With `write`, a system
+    prompt needs the `admin` scope (403 otherwise: its existence is no secret)."""
     conn = await database.connection()
     owner = owner_of(principal)
     prompt_id = _as_uuid(ref)
     if prompt_id is not None:
-        prompt = await store.get_prompt(conn, owner, prompt_id=prompt_id)
+        prompt = await _get_readable(conn, owner, prompt_id=prompt_id)
     else:
-        prompt = await store.get_prompt(conn, owner, slug=_checked_slug(ref))
+        prompt = await _get_readable(conn, owner, slug=_checked_slug(ref))
     if prompt is None:
         raise NotFoundError(f"No prompt found with id or slug '{ref}'.", param=_SLUG_OR_ID)
+    if write and prompt.is_system and not principal.has_scope("admin"):
+        raise PermissionDeniedError(
+            f"'{prompt.slug}' is a system prompt: only admins change it. Create your own "
+            "prompt with this slug to override it for your calls.",
+            param=_SLUG_OR_ID,
+            code="system_prompt",
+        )
     return prompt
+
+
+async def _get_readable(
+    conn: db.Connection,
+    owner: Owner,
+    *,
+    prompt_id: uuid.UUID | None = None,
+    slug: str | None = None,
+) -> PromptRow | None:
+    """The owner's prompt, else the system prompt of that id or slug."""
+    own = await store.get_prompt(conn, owner, prompt_id=prompt_id, slug=slug)
+    if own is not None:
+        return own
+    return await store.get_prompt(conn, SYSTEM_OWNER, prompt_id=prompt_id, slug=slug)
 
 
 async def get_prompt(
@@ -127,11 +174,10 @@ async def update_prompt(
 ) -> tuple[PromptView, bool]:
     """Apply metadata edits; append a version only if the content changed. Returns
     the prompt with its newest version and whether a version was created."""
-    prompt = await find_prompt(database, principal, ref)
-    owner = owner_of(principal)
+    prompt = await find_prompt(database, principal, ref, write=True)
+    owner = owner_of_row(prompt)
     conn = await database.connection()
-    metadata = {"slug", "name", "description"} & body.model_fields_set
-    if metadata:
+    if METADATA_FIELDS & body.model_fields_set:
         updated = await store.update_metadata(
             conn,
             owner,
@@ -139,6 +185,8 @@ async def update_prompt(
             slug=body.slug,
             name=body.name,
             description=body.description,
+            category=body.category,
+            tags=body.tags,
         )
         if updated is None:
             raise NotFoundError(f"No prompt found with id or slug '{ref}'.", param=_SLUG_OR_ID)
@@ -154,9 +202,9 @@ async def update_prompt(
 
 
 async def delete_prompt(database: Database, principal: Principal, ref: str) -> uuid.UUID:
-    prompt = await find_prompt(database, principal, ref)
+    prompt = await find_prompt(database, principal, ref, write=True)
     conn = await database.connection()
-    if not await store.delete_prompt(conn, owner_of(principal), prompt.id):
+    if not await store.delete_prompt(conn, owner_of_row(prompt), prompt.id):
         raise NotFoundError(f"No prompt found with id or slug '{ref}'.", param=_SLUG_OR_ID)
     return prompt.id
 
@@ -183,7 +231,7 @@ async def rollback(
     """Make version `number`'s content the newest again by appending a copy of it
     (history stays append-only). Nothing is appended when the newest version
     already has that content."""
-    prompt = await find_prompt(database, principal, ref)
+    prompt = await find_prompt(database, principal, ref, write=True)
     conn = await database.connection()
     target = await _version_or_404(conn, prompt, number)
     prompt, latest, created = await store.add_version_if_changed(
@@ -201,7 +249,7 @@ async def set_label(
             param="label",
             code="reserved_label",
         )
-    prompt = await find_prompt(database, principal, ref)
+    prompt = await find_prompt(database, principal, ref, write=True)
     conn = await database.connection()
     version = await _version_or_404(conn, prompt, number)
     await store.set_label(conn, prompt.id, label, number, updated_by=principal.subject)
@@ -209,7 +257,7 @@ async def set_label(
 
 
 async def delete_label(database: Database, principal: Principal, ref: str, label: str) -> PromptRow:
-    prompt = await find_prompt(database, principal, ref)
+    prompt = await find_prompt(database, principal, ref, write=True)
     if not await store.delete_label(await database.connection(), prompt.id, label):
         raise NotFoundError(f"Prompt '{ref}' has no label '{label}'.", param="label")
     return prompt
@@ -258,9 +306,16 @@ async def prepare_execution(
     request = _chat_request(
         {**version.parameters, **body.parameters},
         model=model,
-        messages=[{"role": "user", "content": rendered.text}],
+        messages=messages_of(rendered),
     )
     return Execution(request, rendered)
+
+
+def messages_of(rendered: Rendered) -> list[dict[str, str]]:
+    """The version's system prompt (if any), then the rendered text as the user's."""
+    system = rendered.version.system_prompt
+    user = [{"role": "user", "content": rendered.text}]
+    return user if system is None else [{"role": "system", "content": system}, *user]
 
 
 async def execute(execution: Execution, ctx: CallContext) -> tuple[ChatCompletion, CallResult]:
@@ -276,7 +331,14 @@ def _content(body: PromptCreate) -> PromptContent:
     variables = declare(body.template, variables_of(body.variables))
     parameters = dict(body.parameters)
     check_parameters(parameters)
-    return PromptContent(body.template, variables, body.model, parameters)
+    return PromptContent(
+        body.template,
+        variables,
+        body.model,
+        parameters,
+        system_prompt=body.system_prompt,
+        output_schema=body.output_schema,
+    )
 
 
 def _updated_content(previous: PromptContent, body: PromptUpdate) -> PromptContent:
@@ -293,7 +355,14 @@ def _updated_content(previous: PromptContent, body: PromptUpdate) -> PromptConte
         else dict(previous.parameters)
     )
     check_parameters(parameters)
-    return PromptContent(template, variables, model, parameters)
+    return PromptContent(
+        template,
+        variables,
+        model,
+        parameters,
+        system_prompt=body.system_prompt if "system_prompt" in fields else previous.system_prompt,
+        output_schema=body.output_schema if "output_schema" in fields else previous.output_schema,
+    )
 
 
 def check_parameters(parameters: Mapping[str, Any]) -> None:

@@ -193,6 +193,10 @@ def _cross_checks(data: dict[str, Any]) -> list[tuple[DataPath, str]]:
             problems.append((("profiles", name, "model"), f"unknown model '{model}'"))
 
     problems.extend(_alias_problems(aliases, profiles, resolves))
+    for capability, target in _mapping(data.get("capabilities")).items():
+        known = isinstance(target, str) and (resolves(target) or target in profiles)
+        if isinstance(target, str) and not (known or target in aliases):
+            problems.append((("capabilities", capability), f"unknown model '{target}'"))
     problems.extend(_fallback_cycles(entries, alias_target))
     return problems
 

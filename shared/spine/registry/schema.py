@@ -287,6 +287,14 @@ class ModelsFile(_Strict):
     # Operator-level names ("default", "cheap") that point at a model id, a model's
     # alias, a profile or another such name; repointing one needs no client change.
     aliases: dict[Name, Name] = Field(default_factory=dict)
+    # The model each capability route (POST /v1/summarize, ...) uses when the request
+    # names none; a capability left out uses the `default` alias.
+    capabilities: dict[CapabilityRoute, Name] = Field(default_factory=dict)
+
+
+CapabilityRoute = Literal[
+    "summarize", "extract", "classify", "rewrite", "infer-title", "generate-commit", "translate"
+]
 
 
 def is_valid_name(name: str) -> bool:

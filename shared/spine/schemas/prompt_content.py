@@ -1,5 +1,6 @@
 """A prompt version's content as a value: its template, declared variables, default
-model and parameters. Shared by the prompts logic (spine.prompts) and its storage
+model and parameters, and optionally a system prompt and the JSON Schema of its
+answer. Shared by the prompts logic (spine.prompts) and its storage
 (spine.storage.prompts), so neither has to import the other."""
 
 from __future__ import annotations
@@ -52,15 +53,25 @@ class PromptContent:
     variables: tuple[Variable, ...]
     model: str | None = None
     parameters: Mapping[str, Any] = field(default_factory=dict)
+    # Sent as a system message before the rendered template.
+    system_prompt: str | None = None
+    # The JSON Schema the answer must match; None: free text.
+    output_schema: Mapping[str, Any] | None = None
 
     def content_hash(self) -> str:
+        hashed: dict[str, Any] = {
+            "template": self.template,
+            "variables": [v.as_json() for v in self.variables],
+            "model": self.model,
+            "parameters": dict(self.parameters),
+        }
+        # Only when set, so versions made before these fields keep their hash.
+        if self.system_prompt is not None:
+            hashed["system_prompt"] = self.system_prompt
+        if self.output_schema is not None:
+            hashed["output_schema"] = dict(self.output_schema)
         canonical = json.dumps(
-            {
-                "template": self.template,
-                "variables": [v.as_json() for v in self.variables],
-                "model": self.model,
-                "parameters": dict(self.parameters),
-            },
+            hashed,
             sort_keys=True,
             separators=(",", ":"),
             ensure_ascii=False,

@@ -30,6 +30,10 @@ Label = Annotated[str, Field(pattern=LABEL_PATTERN)]
 VersionNumber = Annotated[int, Field(ge=1, le=MAX_VERSION)]
 Template = Annotated[str, Field(min_length=1, max_length=MAX_TEMPLATE_CHARS)]
 ModelName = Annotated[str, Field(min_length=1, max_length=256)]
+# Category and tags: lowercase words, like labels, so they filter exactly.
+Category = Annotated[str, Field(pattern=r"^$|" + LABEL_PATTERN)]
+Tags = Annotated[list[Label], Field(max_length=20)]
+SystemPromptText = Annotated[str, Field(min_length=1, max_length=MAX_TEMPLATE_CHARS)]
 
 
 def _scalar(value: Any) -> Any:
@@ -60,12 +64,18 @@ class _ContentFields(_Strict):
     # Defaults for the chat call of execute-prompt (temperature, max_tokens, ...);
     # checked against the chat request shape when the version is created.
     parameters: dict[str, Any] = Field(default_factory=dict)
+    # Sent as a system message before the rendered template.
+    system_prompt: SystemPromptText | None = None
+    # The JSON Schema (an object) the answer must match; None: free text.
+    output_schema: dict[str, Any] | None = None
 
 
 class PromptCreate(_ContentFields):
     slug: Slug
     name: Annotated[str, Field(min_length=1, max_length=256)] | None = None  # default: slug
     description: Annotated[str, Field(max_length=4000)] = ""
+    category: Category = ""
+    tags: Tags = Field(default_factory=list)
 
     @field_validator("slug")
     @classmethod
@@ -81,10 +91,15 @@ class PromptUpdate(_Strict):
     slug: Slug | None = None
     name: Annotated[str, Field(min_length=1, max_length=256)] | None = None
     description: Annotated[str, Field(max_length=4000)] | None = None
+    category: Category | None = None
+    tags: Tags | None = None
     template: Template | None = None
     variables: Annotated[list[VariableSpec], Field(max_length=MAX_VARIABLES)] | None = None
     model: ModelName | None = None
     parameters: dict[str, Any] | None = None
+    # null clears either.
+    system_prompt: SystemPromptText | None = None
+    output_schema: dict[str, Any] | None = None
 
     @field_validator("slug")
     @classmethod
@@ -95,13 +110,19 @@ class PromptUpdate(_Strict):
     def _something(self) -> PromptUpdate:
         if not self.model_fields_set:
             raise ValueError("send at least one field to change")
-        for name in ("slug", "name", "template"):
+        for name in ("slug", "name", "template", "category", "tags"):
             if name in self.model_fields_set and getattr(self, name) is None:
                 raise ValueError(f"'{name}' cannot be null")
         return self
 
     def changes_content(self) -> bool:
-        return bool({"template", "variables", "model", "parameters"} & self.model_fields_set)
+        return bool(CONTENT_FIELDS & self.model_fields_set)
+
+
+CONTENT_FIELDS = frozenset(
+    {"template", "variables", "model", "parameters", "system_prompt", "output_schema"}
+)
+METADATA_FIELDS = frozenset({"slug", "name", "description", "category", "tags"})
 
 
 class RollbackRequest(_Strict):
@@ -161,6 +182,10 @@ class PromptSummary(PublicModel):
     latest_version: int
     created_at: int
     updated_at: int
+    # A system prompt: every caller reads and runs it, only admins change it.
+    is_system: bool
+    category: str
+    tags: list[str]
 
 
 class PromptVersionPublic(PublicModel):
@@ -174,6 +199,8 @@ class PromptVersionPublic(PublicModel):
     variables: list[dict[str, Any]]
     model: str | None
     parameters: dict[str, Any]
+    system_prompt: str | None
+    output_schema: dict[str, Any] | None
     content_hash: str
     rolled_back_from: int | None
     created_by: str
@@ -219,7 +246,7 @@ class PromptLabelDeleted(PublicModel):
 
 
 class RenderedMessage(PublicModel):
-    role: Literal["user"] = "user"
+    role: Literal["system", "user"] = "user"
     content: str
 
 

@@ -15,3 +15,8 @@ class Owner:
 
     def params(self) -> dict[str, str]:
         return {"tenant": self.tenant, "owner": self.subject}
+
+
+# Nobody: the owner of the system prompts (every caller reads them, admins change
+# them). No principal has an empty subject (`spine.prompts.service.owner_of`).
+SYSTEM_OWNER = Owner(tenant="", subject="")

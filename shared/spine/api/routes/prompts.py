@@ -26,7 +26,8 @@ from spine.api.openapi import PAGE_QUERY, json_body, query_params
 from spine.api.query import epoch, known_query, page_limit, small_int
 from spine.auth.principal import Principal
 from spine.errors import InvalidRequestError
-from spine.prompts import service
+from spine.prompts import service, transfer
+from spine.schemas.prompt_transfer import PromptExport, PromptImported
 from spine.schemas.prompts import (
     LABEL_PATTERN,
     MAX_VERSION,
@@ -49,7 +50,7 @@ from spine.schemas.prompts import (
     RollbackRequest,
 )
 from spine.schemas.public import Deleted, ListPage
-from spine.storage.prompts import PromptRow, PromptVersionRow
+from spine.storage.prompts import PromptFilter, PromptRow, PromptVersionRow
 
 router = APIRouter()
 
@@ -71,13 +72,27 @@ async def create_prompt(request: Request, principal: WriterDep, state: StateDep)
     return prompt_public(await service.create_prompt(state.database, principal, body))
 
 
-@router.get("/v1/prompts", openapi_extra=PAGE_QUERY)
+LIST_QUERY = query_params(
+    limit="page size (1 to 100)",
+    after="the last id of the previous page",
+    category="only prompts of this category",
+    tag="only prompts with this tag",
+    search="only prompts whose slug, name or description contains this text",
+    include_system="true: the system prompts too",
+)
+
+
+@router.get("/v1/prompts", openapi_extra=LIST_QUERY)
 async def list_prompts(
     request: Request, principal: PrincipalDep, state: StateDep
 ) -> ListPage[PromptSummary]:
-    query = known_query(request, {"limit", "after"})
+    query = known_query(request, {"limit", "after", "category", "tag", "search", "include_system"})
     rows, has_more = await service.list_prompts(
-        state.database, principal, limit=page_limit(query), after=query.get("after")
+        state.database,
+        principal,
+        limit=page_limit(query),
+        after=query.get("after"),
+        where=_list_filter(query),
     )
     return ListPage[PromptSummary].of([prompt_summary(row) for row in rows], has_more)
 
@@ -109,6 +124,21 @@ async def update_prompt(
 async def delete_prompt(ref: str, principal: WriterDep, state: StateDep) -> Deleted:
     prompt_id = await service.delete_prompt(state.database, principal, ref)
     return Deleted(id=str(prompt_id), object="prompt.deleted")
+
+
+# --- export and import --------------------------------------------------------------
+
+
+@router.get("/v1/prompts/{ref}/export")
+async def export_prompt(ref: str, principal: PrincipalDep, state: StateDep) -> PromptExport:
+    return await transfer.export_prompt(state.database, principal, ref)
+
+
+@router.post("/v1/prompts/import", status_code=201, openapi_extra=json_body(PromptExport))
+async def import_prompts(request: Request, principal: WriterDep, state: StateDep) -> PromptImported:
+    document = await parse_body(request, PromptExport, stored=True)
+    rows = await transfer.import_prompts(state.database, principal, document)
+    return PromptImported(ids=[str(row.id) for row in rows], slugs=[row.slug for row in rows])
 
 
 # --- versions -----------------------------------------------------------------------
@@ -190,7 +220,7 @@ async def render(
         version=rendered.version.version,
         version_id=str(rendered.version.id),
         text=rendered.text,
-        messages=[RenderedMessage(content=rendered.text)],
+        messages=[RenderedMessage(**message) for message in service.messages_of(rendered)],
     )
 
 
@@ -241,6 +271,9 @@ def prompt_summary(row: PromptRow) -> PromptSummary:
         latest_version=row.latest_version,
         created_at=epoch(row.created_at),
         updated_at=epoch(row.updated_at),
+        is_system=row.is_system,
+        category=row.category,
+        tags=list(row.tags),
     )
 
 
@@ -265,6 +298,8 @@ def version_public(row: PromptVersionRow) -> PromptVersionPublic:
         variables=row.variables,
         model=row.model,
         parameters=row.parameters,
+        system_prompt=row.system_prompt,
+        output_schema=row.output_schema,
         content_hash=row.content_hash,
         rolled_back_from=row.rolled_back_from,
         created_by=row.created_by,
@@ -273,6 +308,35 @@ def version_public(row: PromptVersionRow) -> PromptVersionPublic:
 
 
 # --- query and path parameters ------------------------------------------------------
+
+
+def _list_filter(query: dict[str, str]) -> PromptFilter:
+    for name in ("category", "tag"):
+        if name in query and re.fullmatch(LABEL_PATTERN, query[name]) is None:
+            raise InvalidRequestError(
+                f"Invalid '{name}': lowercase letters, digits, '.', '-' and '_' "
+                "(at most 64 characters).",
+                param=name,
+                code="invalid_value",
+            )
+    search = query.get("search")
+    if search is not None and not (1 <= len(search) <= 200 and "\x00" not in search):
+        raise InvalidRequestError(
+            "'search' must be 1 to 200 characters, without NUL.",
+            param="search",
+            code="invalid_value",
+        )
+    system = query.get("include_system", "false")
+    if system not in ("true", "false"):
+        raise InvalidRequestError(
+            "'include_system' must be true or false.", param="include_system", code="invalid_value"
+        )
+    return PromptFilter(
+        category=query.get("category"),
+        tag=query.get("tag"),
+        search=search,
+        include_system=system == "true",
+    )
 
 
 def _version_number(raw: str, *, param: str = "version") -> int:
