@@ -184,3 +184,20 @@ async def test_an_unexpected_error_is_a_500_with_a_request_id(env: Env) -> None:
     assert response.headers["x-request-id"].startswith("req_")
     assert json.loads(response.content)["error"]["type"] == "server_error"
     assert "a bug" not in response.text
+
+
+def test_a_validation_error_names_every_bad_field(gateway: Gateway, admin: str) -> None:
+    body = {
+        "model": "gpt-test",
+        "messages": [{"role": "user", "content": "hi"}],
+        "temperature": 3,
+        "top_p": -1,
+        "max_tokens": "ten",
+    }
+    result = gateway.request("POST", "/v1/chat/completions", json_body=body, key=admin)
+    assert result.status == 400, result.body
+    message = result.error["message"]
+    for field in ("temperature", "top_p", "max_tokens"):
+        assert f"'{field}'" in message, message
+    assert result.error["param"] in ("temperature", "top_p", "max_tokens")
+    assert "more errors" not in message

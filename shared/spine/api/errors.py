@@ -70,22 +70,35 @@ def param_path(loc: Sequence[Any]) -> str | None:
     return text or None
 
 
+# Bad fields named in one message; a request with more gets "and N more".
+MAX_NAMED_ERRORS = 20
+
+
 def validation_message(errors: Sequence[Any]) -> tuple[str, str | None, str]:
-    """The first validation error as (message, param, code)."""
-    first = errors[0]
-    param = param_path(first.get("loc", ()))
-    kind = first.get("type", "")
+    """Every validation error in one message (the first 20), with the first's param
+    and code: a client fixing its request learns of every bad field at once."""
+    described = [_described(error) for error in errors[:MAX_NAMED_ERRORS]]
+    message = "; ".join(text for text, _, _ in described)
+    if len(errors) > MAX_NAMED_ERRORS:
+        message += f"; and {len(errors) - MAX_NAMED_ERRORS} more"
+    _, param, code = described[0]
+    return message, param, code
+
+
+def _described(error: Any) -> tuple[str, str | None, str]:
+    """One validation error as (message, param, code)."""
+    param = param_path(error.get("loc", ()))
+    kind = error.get("type", "")
     if kind == "json_invalid":
-        detail = first.get("ctx", {}).get("error", "invalid JSON")
+        detail = error.get("ctx", {}).get("error", "invalid JSON")
         return f"The request body is not valid JSON: {detail}", None, "invalid_json"
     if kind == "extra_forbidden":
         return f"Unrecognized request argument supplied: {param}", param, "unknown_parameter"
     if kind == "missing":
         return f"Missing required parameter: '{param}'", param, "missing_required_parameter"
-    message = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
+    message = str(error.get("msg", "invalid value")).removeprefix("Value error, ")
     where = f"'{param}'" if param else "request body"
-    more = f" (and {len(errors) - 1} more errors)" if len(errors) > 1 else ""
-    return f"Invalid value for {where}: {message}{more}", param, "invalid_value"
+    return f"Invalid value for {where}: {message}", param, "invalid_value"
 
 
 def install_error_handlers(app: FastAPI) -> None:
