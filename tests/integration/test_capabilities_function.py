@@ -214,6 +214,32 @@ def test_a_category_not_given_is_repaired_once(env: Env, gateway: Gateway, alice
     assert rows[1]["request_id"] == rows[0]["request_id"] + ".repair"
 
 
+def test_the_response_cache_never_keeps_an_invalid_answer(env: Env, alice: str) -> None:
+    # Given a model whose answers are cached, and which first invents a category
+    env.write_models(
+        env.models_path.read_text().replace(
+            "    defaults: {temperature: 0.5}\n",
+            "    defaults: {temperature: 0}\n    cache_ttl: 600\n",
+        )
+    )
+    invented = {"classifications": [{"category": "science", "confidence": 0.8}]}
+    fixed = {"classifications": [{"category": "history", "confidence": 0.7}]}
+    answers(env, invented, fixed, fixed)
+    gateway = Gateway()
+    try:
+        request = {"model": "gpt-test", "content": ARTICLE, "categories": ["history", "sport"]}
+        first = ok(call(gateway, alice, "/v1/classify", **request))
+        # When the same request comes again
+        again = ok(call(gateway, alice, "/v1/classify", **request))
+    finally:
+        gateway.close()
+    # Then the invented answer was not kept: the model is asked again, no repair needed
+    assert first["usage"]["repaired"] is True
+    assert again["usage"]["repaired"] is False
+    assert again["primary_category"] == "history"
+    assert len(env.fakes.requests("openai")) == 3
+
+
 def test_an_answer_still_invalid_after_the_repair_is_a_502_naming_it(
     env: Env, gateway: Gateway, alice: str
 ) -> None:

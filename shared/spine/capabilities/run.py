@@ -23,6 +23,7 @@ from spine.capabilities.prompts import CapabilityPrompt, capability_prompt
 from spine.capabilities.seeds import Seed
 from spine.errors import UpstreamError
 from spine.pipeline import run
+from spine.pipeline.cache import CacheControl
 from spine.pipeline.context import CallContext, CallResult
 from spine.pipeline.kinds import CHAT, EndpointKind
 from spine.prompts.templates import render
@@ -119,7 +120,17 @@ async def answer(
     invalid answer, one repair call with the error, then a 502."""
     kind = capability_kind(prepared.name)
     run_ctx = replace(ctx, prompt_version_id=str(prepared.prompt.version.id))
-    completion, result = await run.answer(kind, prepared.request, run_ctx)
+
+    def fit(completion: Any) -> bool:
+        try:
+            check(_parse(prepared.seed, completion))
+        except InvalidAnswer:
+            return False
+        return True
+
+    # An invalid answer is never kept by the response cache, nor served from it.
+    cached = CacheControl(keep=fit)
+    completion, result = await run.answer(kind, prepared.request, run_ctx, cache=cached)
     results = [result]
     try:
         value = check(_parse(prepared.seed, completion))
@@ -127,7 +138,7 @@ async def answer(
         repair = _repair_request(prepared.request, completion, str(first))
         # Its own usage row: the ledger keeps one row per request id.
         repair_ctx = replace(run_ctx, request_id=f"{ctx.request_id}.repair")
-        completion, result = await run.answer(kind, repair, repair_ctx)
+        completion, result = await run.answer(kind, repair, repair_ctx, cache=cached)
         results.append(result)
         try:
             value = check(_parse(prepared.seed, completion))

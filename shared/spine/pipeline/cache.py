@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -59,6 +60,12 @@ class CacheControl:
     force: bool = False  # cache a non-deterministic request too
     read: bool = True  # False: answer from the provider (Cache-Control: no-cache)
     write: bool = True  # False: do not keep the answer (Cache-Control: no-store)
+    # Whether an answer is fit to serve and keep (a capability's checks of its
+    # structured output): an unfit one is never kept, and an unfit hit is a miss.
+    keep: Callable[[Answer], bool] | None = None
+
+    def fit(self, answer: Answer) -> bool:
+        return self.keep is None or self.keep(answer)
 
 
 @dataclass(frozen=True)

@@ -51,7 +51,8 @@ async def answer(
     started = time.perf_counter()
     resolved = ctx.resolve(_model_of(request))
     plan = _plan(kind, request, ctx, resolved, cache, streaming=False)
-    if plan is not None and (hit := await find(ctx, resolved, plan)) is not None:
+    hit = None if plan is None else await find(ctx, resolved, plan)
+    if hit is not None and (cache is None or cache.fit(hit.answer)):
         assert isinstance(hit.answer, kind.answer_type)
         result = cache_hit_result(resolved, hit)
         result.latency_ms = (time.perf_counter() - started) * 1000
@@ -88,6 +89,8 @@ async def answer(
     response.model = result.resolved.entry.id
     if plan is not None and isinstance(response, ChatCompletion | TextCompletion):
         result.cache = "MISS"
+        if cache is not None and not cache.fit(response):
+            return response, result
         await store_answer(
             ctx,
             plan,
