@@ -1,0 +1,191 @@
+"""Pipeline definitions (`/v1/pipelines`): steps that call models and steps that
+decide, fan out and reshape, with variables flowing between them by name.
+
+A definition is data, checked whole before it is stored (`spine.workflows.definition`):
+
+    inputs: [ticket]                   # the names a run's `inputs` must give
+    steps:
+      - id: brief                      # its output is the variable `brief`
+        type: capability
+        capability: summarize
+        with: {content: ticket}        # field -> JMESPath over the variables
+      - id: urgent
+        type: condition
+        if: "contains(brief.summary, 'outage')"
+      - id: page
+        type: prompt
+        prompt: page-oncall            # a stored prompt's slug, at its label
+        when: urgent                   # skipped (output null) when falsy
+        with: {summary: brief.summary}
+      - id: tags
+        type: map                      # the inner step once per item, 4 at a time
+        over: ticket_lines
+        concurrency: 4
+        step: {type: chat, model: default, prompt: "Tag: {{ item }}", with: {item: item}}
+      - id: result
+        type: transform
+        expression: "{summary: brief.summary, tags: tags}"
+    output: result
+
+Expressions are JMESPath (no code runs: a query language over JSON); chat prompts
+use the prompt template language (`{{ name }}` and nothing else). A step runs once
+every variable its expressions name is known, so order is inferred, and a cycle is
+refused.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from spine.schemas.prompts import Slug
+
+# A variable or step id: what JMESPath reads as a plain field name.
+Identifier = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")]
+Expression = Annotated[str, Field(min_length=1, max_length=4000)]
+MAX_STEPS = 50
+MAX_MAP_CONCURRENCY = 16
+
+CapabilityName = Literal[
+    "summarize", "extract", "classify", "rewrite", "infer-title", "generate-commit", "translate"
+]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class _StepBase(_Strict):
+    # The variable the step's output becomes; required of top-level steps, absent
+    # from a map's inner step (spine.workflows.definition checks both).
+    id: Identifier | None = None
+    # Skipped (output null) when this expression is falsy.
+    when: Expression | None = None
+
+
+class _CallStep(_StepBase):
+    # Values the step is given: name -> expression over the run's variables.
+    with_: dict[Identifier, Expression] = Field(default_factory=dict, alias="with")
+
+
+class PromptStep(_CallStep):
+    """A stored prompt, rendered with `with` and run on its model (or `model`)."""
+
+    type: Literal["prompt"]
+    prompt: Slug
+    label: Slug = "production"
+    model: str | None = Field(default=None, max_length=256)
+
+
+class CapabilityStep(_CallStep):
+    """One of the capabilities (`/v1/summarize`, ...): `with` gives its request's
+    fields; its output is the capability's answer."""
+
+    type: Literal["capability"]
+    capability: CapabilityName
+    model: str | None = Field(default=None, max_length=256)
+
+
+class ChatStep(_CallStep):
+    """A chat call: `prompt` (a template over `with`) as the user turn."""
+
+    type: Literal["chat"]
+    model: str = Field(min_length=1, max_length=256)
+    system: str | None = Field(default=None, max_length=100_000)
+    prompt: str = Field(min_length=1, max_length=100_000)
+
+
+class TransformStep(_StepBase):
+    """A JMESPath expression over the variables; its value is the output."""
+
+    type: Literal["transform"]
+    expression: Expression
+
+
+class ConditionStep(_StepBase):
+    """A JMESPath expression whose truth is the output: later steps name it in `when`."""
+
+    type: Literal["condition"]
+    if_: Expression = Field(alias="if")
+
+
+InnerStep = Annotated[
+    PromptStep | CapabilityStep | ChatStep | TransformStep, Field(discriminator="type")
+]
+
+
+class MapStep(_StepBase):
+    """The inner step once per item of `over`, the item as the variable `as`;
+    `concurrency` of them at once. The output is the list of their outputs."""
+
+    type: Literal["map"]
+    over: Expression
+    as_: Identifier = Field(default="item", alias="as")
+    concurrency: Annotated[int, Field(ge=1, le=MAX_MAP_CONCURRENCY, strict=True)] = 4
+    step: InnerStep
+
+
+Step = Annotated[
+    PromptStep | CapabilityStep | ChatStep | TransformStep | ConditionStep | MapStep,
+    Field(discriminator="type"),
+]
+
+
+class PipelineDefinition(_Strict):
+    inputs: list[Identifier] = Field(default_factory=list, max_length=100)
+    steps: list[Step] = Field(min_length=1, max_length=MAX_STEPS)
+    # The run's output: an expression over the variables (the last step's by default).
+    output: Expression | None = None
+
+
+# --- the API ---------------------------------------------------------------------------
+
+
+class PipelineCreate(_Strict):
+    slug: Slug
+    name: str | None = Field(default=None, max_length=200)
+    description: str | None = Field(default=None, max_length=2000)
+    definition: PipelineDefinition
+
+
+class PipelineVersionCreate(_Strict):
+    definition: PipelineDefinition
+    description: str | None = Field(default=None, max_length=2000)
+
+
+class PipelineVersionView(BaseModel):
+    object: Literal["pipeline.version"] = "pipeline.version"
+    pipeline_id: str
+    version: int
+    definition: dict[str, Any]
+    # The steps in an order that runs each after what it reads.
+    order: list[str]
+    description: str | None = None
+    created_at: int
+
+
+class PipelineView(BaseModel):
+    object: Literal["pipeline"] = "pipeline"
+    id: str
+    slug: str
+    name: str
+    description: str | None = None
+    latest_version: int
+    created_at: int
+    updated_at: int
+    definition: dict[str, Any] | None = None  # the latest version's
+
+
+class PipelineList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[PipelineView]
+    has_more: bool
+    first_id: str | None = None
+    last_id: str | None = None
+
+
+class PipelineDeleted(BaseModel):
+    object: Literal["pipeline.deleted"] = "pipeline.deleted"
+    id: str
+    deleted: bool = True

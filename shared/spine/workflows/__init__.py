@@ -1,0 +1,1 @@
+"""Pipelines: stored, versioned definitions of steps over models, checked whole."""
