@@ -25,9 +25,10 @@ def prompts_app() -> FastAPI:
     # execute-prompt lives here, not in chat: it needs the prompt store, and the
     # provider SDKs it may call are imported on first use, so CRUD calls never pay
     # for them.
-    from spine.api.routes import prompts
+    # Pipeline definitions too: they are versioned like prompts.
+    from spine.api.routes import pipelines, prompts
 
-    return create_app("prompts", [prompts.router])
+    return create_app("prompts", [prompts.router, pipelines.router])
 
 
 def capabilities_app() -> FastAPI:

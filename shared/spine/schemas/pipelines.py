@@ -40,6 +40,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from spine.schemas.prompts import Slug
+from spine.schemas.public import PublicModel
 
 # A variable or step id: what JMESPath reads as a plain field name.
 Identifier = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")]
@@ -154,7 +155,7 @@ class PipelineVersionCreate(_Strict):
     description: str | None = Field(default=None, max_length=2000)
 
 
-class PipelineVersionView(BaseModel):
+class PipelineVersionView(PublicModel):
     object: Literal["pipeline.version"] = "pipeline.version"
     pipeline_id: str
     version: int
@@ -165,7 +166,7 @@ class PipelineVersionView(BaseModel):
     created_at: int
 
 
-class PipelineView(BaseModel):
+class PipelineView(PublicModel):
     object: Literal["pipeline"] = "pipeline"
     id: str
     slug: str
@@ -175,17 +176,3 @@ class PipelineView(BaseModel):
     created_at: int
     updated_at: int
     definition: dict[str, Any] | None = None  # the latest version's
-
-
-class PipelineList(BaseModel):
-    object: Literal["list"] = "list"
-    data: list[PipelineView]
-    has_more: bool
-    first_id: str | None = None
-    last_id: str | None = None
-
-
-class PipelineDeleted(BaseModel):
-    object: Literal["pipeline.deleted"] = "pipeline.deleted"
-    id: str
-    deleted: bool = True
