@@ -18,7 +18,8 @@ DEFINITION: dict[str, Any] = {
         {"id": "urgent", "type": "condition", "if": "contains(brief.summary, 'outage')"},
         {"id": "brief", "type": "capability", "capability": "summarize",
          "with": {"content": "ticket"}},
-        {"id": "result", "type": "transform", "expression": "{summary: brief.summary, urgent: urgent}"},
+        {"id": "result", "type": "transform",
+         "expression": "{summary: brief.summary, urgent: urgent}"},
     ],
     "output": "result",
 }  # fmt: skip
