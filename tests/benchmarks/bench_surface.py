@@ -16,9 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -29,7 +27,8 @@ BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench_gateway import create_key, free_port, percentile, write_config  # noqa: E402
+from bench_gateway import create_key, percentile  # noqa: E402
+from instant_stack import instant_stack  # noqa: E402
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 
@@ -89,34 +88,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--requests", type=int, default=600)
     args = parser.parse_args()
-    folder = Path(tempfile.mkdtemp(prefix="spine-bench-"))
-    port = free_port()
-    upstream = subprocess.Popen(
-        [sys.executable, str(BENCH_DIR / "instant_openai.py"), str(port)],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert upstream.stdout is not None and upstream.stdout.readline().strip() == "ready"
-    base_url = f"http://127.0.0.1:{port}/v1"
-    write_config(folder, base_url, model_extra="capabilities: [chat, streaming, embeddings]")
-    os.environ.update(
-        {
-            "SPINE_CONFIG": str(folder / "config.toml"),
-            "SPINE_MODELS": str(folder / "models.yaml"),
-            "BENCH_UPSTREAM_KEY": "sk-bench",
-            "POWERTOOLS_METRICS_DISABLED": "true",
-            "POWERTOOLS_LOG_LEVEL": "WARNING",
-            "SPINE_DATABASE__EMBEDDED_DIR": str(folder / "pgdata"),
-        }
-    )
-    try:
+    with instant_stack("capabilities: [chat, streaming, embeddings]") as base_url:
         return run(args.requests, base_url)
-    finally:
-        upstream.terminate()
-        upstream.wait()
-        from spine.storage import embedded
-
-        embedded.stop(folder / "pgdata")
 
 
 def run(requests: int, base_url: str) -> int:

@@ -5,7 +5,9 @@ smallest possible upstream, so what the gateway adds is not hidden behind the fa
 own cost. A request with
 `"stream": true` gets a chunked event stream instead, its first chunk flushed at once
 (what time-to-first-chunk measures), then the rest, the usage chunk and `[DONE]`,
-REST_AFTER_MS later (default 0: all at once).
+REST_AFTER_MS later (default 0: all at once). A request whose `response_format`
+names a capability's JSON Schema (bench_capabilities.py) gets a valid answer of that
+shape instead of "ok".
 Run as a process: `python tests/benchmarks/instant_openai.py PORT [REST_AFTER_MS]`.
 """
 
@@ -52,6 +54,30 @@ def _json_response(body: bytes) -> bytes:
 
 
 RESPONSE = _json_response(BODY)
+
+# A valid answer per capability's JSON Schema name, for bench_capabilities.py.
+_SHAPED = {
+    "summarize": {"summary": "ok", "key_points": []},
+    "extract": {"entities": [{"text": "hi", "type": "PERSON", "confidence": 0.9}]},
+    "classify": {"classifications": [{"category": "a", "confidence": 0.9}]},
+    "infer_title": {"title": "Hi"},
+    "generate_commit": {"commit_message": "feat: ok", "feature_groups": [], "suggested_tags": []},
+}
+SHAPED_RESPONSES = {
+    name.encode(): _json_response(
+        BODY.replace(b'"content": "ok"', b'"content": ' + json.dumps(json.dumps(answer)).encode())
+    )
+    for name, answer in _SHAPED.items()
+}
+
+
+def _answer(body: bytes) -> bytes:
+    if b'"response_format"' in body:
+        name = json.loads(body)["response_format"]["json_schema"]["name"].encode()
+        return SHAPED_RESPONSES.get(name, RESPONSE)
+    return RESPONSE
+
+
 EMBEDDING_RESPONSE = _json_response(EMBEDDING_BODY)
 
 
@@ -111,7 +137,7 @@ async def handle(
             elif head.split(b" ", 2)[1].endswith(b"/embeddings"):
                 writer.write(EMBEDDING_RESPONSE)
             else:
-                writer.write(RESPONSE)
+                writer.write(_answer(body))
             await writer.drain()
     except (asyncio.IncompleteReadError, ConnectionError):
         writer.close()

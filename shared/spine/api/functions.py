@@ -35,10 +35,11 @@ def capabilities_app() -> FastAPI:
     # GenAI Spine's task routes (summarize, extract, ...), apart from `prompts`: each
     # API event adds to a function's resource policy (Lambda's limit is 20 KB), and
     # these calls scale and fail like model calls, not like prompt edits. The
-    # provider SDKs are imported on first use, as in `prompts`.
-    from spine.api.routes import capabilities
+    # provider SDKs are imported on first use, as in `prompts`. Multi-model reviews
+    # live here too: they are capability calls (seeded prompts, checked answers).
+    from spine.api.routes import capabilities, reviews
 
-    return create_app("capabilities", [capabilities.router])
+    return create_app("capabilities", [capabilities.router, reviews.router])
 
 
 def sessions_app() -> FastAPI:

@@ -118,8 +118,19 @@ async def answer(
 ) -> Answered:
     """Run the call; parse and `check` the answer (which raises InvalidAnswer); on an
     invalid answer, one repair call with the error, then a 502."""
-    kind = capability_kind(prepared.name)
-    run_ctx = replace(ctx, prompt_version_id=str(prepared.prompt.version.id))
+    run_ctx = call_context(prepared, ctx)
+    completion, result = await run.answer(
+        capability_kind(prepared.name),
+        prepared.request,
+        run_ctx,
+        cache=fit_to_keep(prepared, check),
+    )
+    return await settle(prepared, run_ctx, completion, result, check)
+
+
+def fit_to_keep(prepared: Prepared, check: Callable[[Any], Any]) -> CacheControl:
+    """The response cache's part: an invalid answer is never kept, nor served from it
+    (it would be repaired again on every request)."""
 
     def fit(completion: Any) -> bool:
         try:
@@ -128,17 +139,34 @@ async def answer(
             return False
         return True
 
-    # An invalid answer is never kept by the response cache, nor served from it.
-    cached = CacheControl(keep=fit)
-    completion, result = await run.answer(kind, prepared.request, run_ctx, cache=cached)
+    return CacheControl(keep=fit)
+
+
+def call_context(prepared: Prepared, ctx: CallContext) -> CallContext:
+    """`ctx` with the prompt version the call runs, for its usage row."""
+    return replace(ctx, prompt_version_id=str(prepared.prompt.version.id))
+
+
+async def settle(
+    prepared: Prepared,
+    ctx: CallContext,
+    completion: ChatCompletion,
+    result: CallResult,
+    check: Callable[[Any], Any],
+) -> Answered:
+    """The first answer (whole, or gathered from a stream) parsed and checked; if
+    invalid, one repair call with the error, then a 502."""
+    kind = capability_kind(prepared.name)
     results = [result]
     try:
         value = check(_parse(prepared.seed, completion))
     except InvalidAnswer as first:
         repair = _repair_request(prepared.request, completion, str(first))
         # Its own usage row: the ledger keeps one row per request id.
-        repair_ctx = replace(run_ctx, request_id=f"{ctx.request_id}.repair")
-        completion, result = await run.answer(kind, repair, repair_ctx, cache=cached)
+        repair_ctx = replace(ctx, request_id=f"{ctx.request_id}.repair")
+        completion, result = await run.answer(
+            kind, repair, repair_ctx, cache=fit_to_keep(prepared, check)
+        )
         results.append(result)
         try:
             value = check(_parse(prepared.seed, completion))

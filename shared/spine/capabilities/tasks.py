@@ -57,6 +57,8 @@ class Task(Generic[RequestT, ResponseT]):
     # The parsed answer checked against the request (raises InvalidAnswer).
     check: Callable[[RequestT, Any], Any]
     respond: Callable[[RequestT, Answered], ResponseT]
+    # Whether `stream: true` is taken (the text capabilities: the request has `stream`).
+    streams: bool = False
 
 
 def _words(text: str) -> int:
@@ -97,6 +99,7 @@ SUMMARIZE: Task[SummarizeRequest, SummarizeResponse] = Task(
     values=_summarize_values,
     check=lambda body, answer: answer,
     respond=_summarize_response,
+    streams=True,
 )
 
 
@@ -209,6 +212,7 @@ REWRITE: Task[RewriteRequest, RewriteResponse] = Task(
     },
     check=lambda body, text: _protected(body.content, body.preserve_code_blocks).restore(text),
     respond=_rewrite_response,
+    streams=True,
 )
 
 
@@ -234,6 +238,7 @@ TRANSLATE: Task[TranslateRequest, TranslateResponse] = Task(
         target_language=body.target_language,
         usage=answered.usage,
     ),
+    streams=True,
 )
 
 

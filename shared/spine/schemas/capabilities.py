@@ -42,7 +42,13 @@ class _Request(BaseModel):
         return _not_blank(value)
 
 
-class SummarizeRequest(_Request):
+class _TextRequest(_Request):
+    # Server-sent events of the text as it is generated, then the checked result
+    # (spine.capabilities.stream); the text capabilities only.
+    stream: bool = False
+
+
+class SummarizeRequest(_TextRequest):
     max_sentences: Annotated[int, Field(ge=1, le=10)] = 3
     focus: ShortText | None = None
     output_format: Literal["paragraph", "bullet_points"] = "paragraph"
@@ -86,7 +92,7 @@ class RewriteMode(StrEnum):
     TECHNICAL = "technical"
 
 
-class RewriteRequest(_Request):
+class RewriteRequest(_TextRequest):
     mode: RewriteMode
     context: ShortText | None = None
     preserve_code_blocks: bool = True
@@ -96,7 +102,7 @@ class InferTitleRequest(_Request):
     max_words: Annotated[int, Field(ge=3, le=20)] = 10
 
 
-class TranslateRequest(_Request):
+class TranslateRequest(_TextRequest):
     target_language: Annotated[str, Field(min_length=2, max_length=64)]
     source_language: Annotated[str, Field(min_length=2, max_length=64)] | None = None
     preserve_formatting: bool = True

@@ -73,9 +73,9 @@ async def insert_response(conn: Connection, owner: Owner, new: NewResponse) -> N
             "status": new.status,
             "previous_response_id": new.previous_response_id,
             "request_id": new.request_id,
-            "response": Jsonb(_without_nul(new.response)),
-            "input_items": Jsonb(_without_nul(new.input_items)),
-            "conversation": Jsonb(_without_nul(new.conversation)),
+            "response": Jsonb(without_nul(new.response)),
+            "input_items": Jsonb(without_nul(new.input_items)),
+            "conversation": Jsonb(without_nul(new.conversation)),
         },
     )
 
@@ -93,13 +93,13 @@ async def delete_response(conn: Connection, owner: Owner, response_id: uuid.UUID
     return await cur.fetchone() is not None
 
 
-def _without_nul(value: Any) -> Any:
+def without_nul(value: Any) -> Any:
     """Text as Postgres can hold it: a model's output may contain NUL (\\u0000), which
     jsonb cannot; it is replaced, as a session's stored reply is."""
     if isinstance(value, str):
         return value.replace("\x00", "\ufffd")
     if isinstance(value, dict):
-        return {_without_nul(k): _without_nul(v) for k, v in value.items()}
+        return {without_nul(k): without_nul(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_without_nul(v) for v in value]
+        return [without_nul(v) for v in value]
     return value

@@ -4,7 +4,11 @@
 Each route is one `spine.capabilities.tasks.Task` run the same way: parse the body
 (after authentication), render the capability's prompt into a chat request, admit
 that request against the caller's limits and budgets, run it through the pipeline,
-shape the checked answer."""
+shape the checked answer. The text capabilities also stream (`stream: true`):
+`delta` events of the text, then a `result` event with the same checked response
+(spine.capabilities.stream). This function is buffered (Mangum, for SnapStart), so
+API Gateway delivers the events together when the answer is done; the shape is the
+same as under a response-streaming function (docs/capabilities.md)."""
 
 from __future__ import annotations
 
@@ -14,16 +18,28 @@ from typing import Any, TypeVar
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel
 
-from spine.api.answer_headers import call_headers
+from spine.api.answer_headers import call_headers, stream_headers
 from spine.api.body import parse_body
 from spine.api.deps import PrincipalDep, RegistryDep, StateDep, context_with
 from spine.api.limits import admit_built_call
-from spine.api.openapi import json_body
+from spine.api.openapi import EVENT_STREAM_ANSWER, json_body
+from spine.api.sse import EventStreamResponse, SseWire, named_event
 from spine.capabilities import run, tasks
+from spine.capabilities.stream import CapabilityStream, open_stream
+from spine.errors import SpineError, error_body
 
 router = APIRouter()
 
 ResponseT = TypeVar("ResponseT", bound=BaseModel)
+
+
+def _error_event(exc: SpineError) -> bytes:
+    body = error_body(exc.message, exc.error_type, exc.param, exc.code)
+    return named_event({"type": "error", **body})
+
+
+# Typed events (`event: delta|result|error`), no `[DONE]`: the result event ends it.
+CAPABILITY_EVENTS = SseWire(event=named_event, error=_error_event)
 
 
 async def _run(
@@ -34,7 +50,7 @@ async def _run(
     principal: PrincipalDep,
     state: StateDep,
     registry: RegistryDep,
-) -> ResponseT:
+) -> ResponseT | Response:
     body = await parse_body(request, task.request_type)
     prepared = await run.prepare(
         state.database,
@@ -56,22 +72,33 @@ async def _run(
         max_tokens=prepared.request.output_limit(),
     )
     ctx = context_with(request, state, principal, registry, reservation, resolved=prepared.resolved)
+    if task.streams and body.stream:
+        inner = await open_stream(prepared, ctx)
+        stream = CapabilityStream(
+            inner,
+            prepared,
+            check=lambda value: task.check(body, value),
+            respond=lambda answered: task.respond(body, answered),
+        )
+        headers = stream_headers(inner.result) | _version_header(prepared)
+        return EventStreamResponse(stream, headers, CAPABILITY_EVENTS)
     answered = await run.answer(prepared, ctx, lambda value: task.check(body, value))
-    response.headers.update(
-        call_headers(answered.result)
-        | {"x-spine-prompt-version-id": str(prepared.prompt.version.id)}
-    )
+    response.headers.update(call_headers(answered.result) | _version_header(prepared))
     return task.respond(body, answered)
 
 
-def _endpoint(task: tasks.Task[Any, Any]) -> Callable[..., Awaitable[BaseModel]]:
+def _version_header(prepared: run.Prepared) -> dict[str, str]:
+    return {"x-spine-prompt-version-id": str(prepared.prompt.version.id)}
+
+
+def _endpoint(task: tasks.Task[Any, Any]) -> Callable[..., Awaitable[BaseModel | Response]]:
     async def endpoint(
         request: Request,
         response: Response,
         principal: PrincipalDep,
         state: StateDep,
         registry: RegistryDep,
-    ) -> BaseModel:
+    ) -> BaseModel | Response:
         return await _run(
             task, request, response, principal=principal, state=state, registry=registry
         )
@@ -87,5 +114,6 @@ for _task in tasks.TASKS.values():
         _endpoint(_task),
         methods=["POST"],
         response_model=_task.response_type,
+        responses=EVENT_STREAM_ANSWER if _task.streams else None,
         openapi_extra=json_body(_task.request_type),
     )
