@@ -1,5 +1,5 @@
 #!/bin/sh
-# Startup command of the chat function under AWS Lambda Web Adapter (Handler: run.sh,
+# Startup command of a streaming function (chat, capabilities) under AWS Lambda Web Adapter (Handler: run.sh,
 # AWS_LAMBDA_EXEC_WRAPPER=/opt/bootstrap): uvicorn serves the same FastAPI app the
 # Mangum `handler` wraps, and the adapter streams its responses back through Lambda
 # (AWS_LWA_INVOKE_MODE=response_stream). The spine layer is mounted at /opt; its

@@ -1,7 +1,7 @@
 """SnapStart in the template, after the SAM transform: the Mangum functions publish
 versions with SnapStart and the API invokes their `live` alias (a snapshot exists only
-for a published version); the chat function under Lambda Web Adapter, the hourly
-maintenance and the migrations custom resource do not use it."""
+for a published version); the chat and capabilities functions under Lambda Web
+Adapter, the hourly maintenance and the migrations custom resource do not use it."""
 
 from __future__ import annotations
 
@@ -11,14 +11,13 @@ from typing import Any
 SNAPSTART = {
     "ModelsFunction",
     "PromptsFunction",
-    "CapabilitiesFunction",
     "SessionsFunction",
     "AuthFunction",
     "UsageFunction",
     "HealthFunction",
     "AdminFunction",
 }
-WITHOUT = {"ChatFunction", "MaintenanceFunction", "MigrationsFunction"}
+WITHOUT = {"ChatFunction", "CapabilitiesFunction", "MaintenanceFunction", "MigrationsFunction"}
 
 
 def test_snapstart_functions_publish_a_live_alias_the_api_invokes(

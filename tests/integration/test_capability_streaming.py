@@ -149,3 +149,34 @@ def test_stream_is_refused_where_the_answer_is_not_text(
     assert result.status == 400
     assert result.error["param"] == "stream"
     assert env.fakes.requests("openai") == []
+
+
+def test_through_spine_local_the_text_arrives_as_it_is_generated(env: Env, alice: str) -> None:
+    import time
+
+    import httpx
+
+    from tests.fakes.script import Stall
+    from tests.integration.emulator import running_emulator
+
+    # Given a model that streams a few words, then pauses 2 s before the rest
+    env.fakes.script("openai", Stall(after=3, seconds=2.0))
+    arrivals: list[tuple[str, float]] = []
+    with (
+        running_emulator(env) as url,
+        httpx.stream(
+            "POST",
+            f"{url}/v1/rewrite",
+            headers={"Authorization": f"Bearer {alice}"},
+            json={"content": ARTICLE, "mode": "clean", "stream": True},
+            timeout=30,
+        ) as response,
+    ):
+        assert response.status_code == 200
+        for line in response.iter_lines():
+            if line.startswith("event: "):
+                arrivals.append((line.removeprefix("event: "), time.monotonic()))
+    # Then the first words reached the client before the pause ended, not with the rest
+    first_delta = next(at for name, at in arrivals if name == "delta")
+    assert arrivals[-1][0] == "result"
+    assert arrivals[-1][1] - first_delta > 1.5, arrivals

@@ -84,22 +84,24 @@ def test_every_function_has_its_entry_module() -> None:
             assert spec.handler == "app.handler"
 
 
-def test_chat_function_streams_through_the_web_adapter() -> None:
-    # Given the deployed template: the chat function streams, the JSON functions do not
+def test_the_streaming_functions_run_behind_the_web_adapter() -> None:
+    # Given the deployed template: chat and capabilities stream, the JSON functions do not
     template = load_template(TEMPLATE)
-    chat = template.functions["ChatFunction"]
-    assert chat.response_streaming and chat.handler == "run.sh"
-    # run.sh listens where the adapter forwards to
-    assert chat.environment["AWS_LWA_PORT"] and "$AWS_LWA_PORT" in (
-        chat.code_dir / "run.sh"
-    ).read_text().replace("${AWS_LWA_PORT:-8080}", "$AWS_LWA_PORT")
-    others = [s for s in template.functions.values() if s.logical_id != "ChatFunction"]
-    assert others and not any(s.web_adapter for s in others)
-    # And API Gateway streams the chat routes' integration responses
+    streaming = {"ChatFunction", "CapabilitiesFunction"}
     raw, problems = decode(str(TEMPLATE))
     assert not problems, problems
-    events = raw["Resources"]["ChatFunction"]["Properties"]["Events"]
-    assert {e["Properties"]["ResponseTransferMode"] for e in events.values()} == {"STREAM"}
+    for name in streaming:
+        spec = template.functions[name]
+        assert spec.response_streaming and spec.handler == "run.sh", name
+        # run.sh listens where the adapter forwards to
+        assert spec.environment["AWS_LWA_PORT"] and "$AWS_LWA_PORT" in (
+            spec.code_dir / "run.sh"
+        ).read_text().replace("${AWS_LWA_PORT:-8080}", "$AWS_LWA_PORT")
+        # And API Gateway streams the routes' integration responses
+        events = raw["Resources"][name]["Properties"]["Events"]
+        assert {e["Properties"]["ResponseTransferMode"] for e in events.values()} == {"STREAM"}
+    others = [s for s in template.functions.values() if s.logical_id not in streaming]
+    assert others and not any(s.web_adapter for s in others)
 
 
 def test_web_adapter_function_without_asgi_app_is_refused(tmp_path: Path) -> None:

@@ -8,7 +8,9 @@ fails it with their error. A failed review is stored too, with the rounds it had
 so `GET /v1/reviews/{id}` shows what happened.
 
 Time: a review runs within one Lambda invocation, so it has a budget
-(`TIME_LIMIT_S`, under API Gateway's 29-second limit for a buffered function); each
+(`TIME_LIMIT_S`, under the capabilities function's 300-second timeout; the function
+streams through Lambda Web Adapter, so API Gateway's 29-second buffered limit does
+not apply); each
 call gets what is left of it (a reviewer out of time is a failed reviewer, the judge
 or reviser out of time fails the review), and a round does not start without
 `ROUND_RESERVE_S` left. Each call is also bounded by its model's timeouts
@@ -57,7 +59,7 @@ from spine.storage.reviews import NewReview, ReviewRow
 
 # Reviewer calls of one round running at once.
 REVIEWERS_AT_ONCE = 3
-TIME_LIMIT_S = 25.0
+TIME_LIMIT_S = 270.0
 # A new round (reviewers, then the judge) does not start with less left than this.
 ROUND_RESERVE_S = 8.0
 

@@ -6,9 +6,8 @@ Each route is one `spine.capabilities.tasks.Task` run the same way: parse the bo
 that request against the caller's limits and budgets, run it through the pipeline,
 shape the checked answer. The text capabilities also stream (`stream: true`):
 `delta` events of the text, then a `result` event with the same checked response
-(spine.capabilities.stream). This function is buffered (Mangum, for SnapStart), so
-API Gateway delivers the events together when the answer is done; the shape is the
-same as under a response-streaming function (docs/capabilities.md)."""
+(spine.capabilities.stream), sent as they are made: the function answers through
+Lambda Web Adapter, as chat does (docs/capabilities.md)."""
 
 from __future__ import annotations
 
