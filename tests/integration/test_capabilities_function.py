@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.fakes import Reply, gemini_api, openai_api
+from tests.fakes import Fail, Reply, gemini_api, openai_api
 from tests.integration.conftest import Env
 from tests.integration.gateway import Gateway, Result
 
@@ -95,6 +95,31 @@ def test_a_model_without_json_schema_gets_the_schema_in_its_instructions(
     body = ok(call(gateway, alice, "/v1/infer-title", content=ARTICLE, model="gemini-test"))
     # Then the fenced JSON is read, and the schema travelled in the instructions
     assert body["title"] == "Lovelace and Babbage"
+    sent = env.fakes.last("gemini").json
+    assert "JSON Schema" in json.dumps(sent["systemInstruction"])
+    assert "responseSchema" not in json.dumps(sent.get("generationConfig", {}))
+
+
+def test_a_fallback_without_json_schema_serves_with_the_schema_in_its_instructions(
+    env: Env, alice: str
+) -> None:
+    # Given a model with JSON Schema output that fails, and a fallback without it
+    env.write_models(
+        env.models_path.read_text().replace(
+            "    aliases: [gpt-alias]\n", "    aliases: [gpt-alias]\n    fallbacks: [gemini-test]\n"
+        )
+    )
+    env.fakes.script("openai", Fail(500), Fail(500), Fail(500))
+    answers(env, '{"title": "Lovelace and Babbage"}', provider="gemini")
+    gateway = Gateway()
+    try:
+        # When a title is asked of the first
+        result = call(gateway, alice, "/v1/infer-title", content=ARTICLE, model="gpt-test")
+    finally:
+        gateway.close()
+    # Then the fallback answered, the schema in its instructions, not as a format
+    assert ok(result)["title"] == "Lovelace and Babbage"
+    assert "response_format" in env.fakes.requests("openai")[0].json
     sent = env.fakes.last("gemini").json
     assert "JSON Schema" in json.dumps(sent["systemInstruction"])
     assert "responseSchema" not in json.dumps(sent.get("generationConfig", {}))

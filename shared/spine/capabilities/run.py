@@ -45,8 +45,41 @@ class InvalidAnswer(Exception):
 
 def capability_kind(name: str) -> EndpointKind[ChatCompletionRequest, ChatCompletion]:
     """Chat, under the capability's name: the usage row's `endpoint` (and the cache
-    key) say `capability.<name>`."""
-    return replace(CHAT, name=f"capability.{name}")
+    key) say `capability.<name>`. Each model of the serving chain gets the answer's
+    schema its own way: as `response_format` where it takes JSON Schema, else in the
+    instructions (so a fallback without `json_schema` still serves)."""
+    return replace(CHAT, name=f"capability.{name}", prepare=_schema_for_model)
+
+
+def _schema_for_model(
+    request: ChatCompletionRequest, model: ResolvedModel, streaming: bool
+) -> ChatCompletionRequest:
+    fmt = request.response_format
+    schema = fmt.json_schema.schema_ if fmt and fmt.json_schema else None
+    if schema is not None and not model.entry.supports(Capability.JSON_SCHEMA):
+        request = with_schema_in_instructions(request, schema)
+    return CHAT.prepare(request, model, streaming)
+
+
+def schema_instructions(schema: dict[str, Any]) -> str:
+    return (
+        "Answer with only a JSON object (no prose, no code fence) matching "
+        f"this JSON Schema:\n{json.dumps(schema, separators=(',', ':'))}"
+    )
+
+
+def with_schema_in_instructions(
+    request: ChatCompletionRequest, schema: dict[str, Any]
+) -> ChatCompletionRequest:
+    """`request` without `response_format`, its system message asking for the schema."""
+    messages = [m.model_dump(exclude_none=True) for m in request.messages]
+    instructions = schema_instructions(schema)
+    if messages and messages[0]["role"] == "system":
+        messages[0]["content"] = f"{messages[0]['content']}\n\n{instructions}"
+    else:
+        messages.insert(0, {"role": "system", "content": instructions})
+    fields = request.model_dump(exclude_unset=True, exclude={"response_format", "messages"})
+    return ChatCompletionRequest.model_validate({**fields, "messages": messages})
 
 
 @dataclass(frozen=True)
@@ -93,17 +126,15 @@ async def prepare(
     system = version.system_prompt or ""
     fields: dict[str, Any] = dict(version.parameters)
     if seed.answer is not None:
-        schema = seed.answer.model_json_schema()
-        if resolved.entry.supports(Capability.JSON_SCHEMA):
-            fields["response_format"] = {
-                "type": "json_schema",
-                "json_schema": {"name": name.replace("-", "_"), "schema": schema},
-            }
-        else:
-            system += (
-                "\n\nAnswer with only a JSON object (no prose, no code fence) matching "
-                f"this JSON Schema:\n{json.dumps(schema, separators=(',', ':'))}"
-            )
+        # As response_format; a model of the chain without JSON Schema output gets it
+        # in its instructions instead (capability_kind).
+        fields["response_format"] = {
+            "type": "json_schema",
+            "json_schema": {
+                "name": name.replace("-", "_"),
+                "schema": seed.answer.model_json_schema(),
+            },
+        }
     messages = [{"role": "user", "content": text}]
     if system.strip():
         messages.insert(0, {"role": "system", "content": system.strip()})
