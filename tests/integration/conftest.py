@@ -104,6 +104,23 @@ class Env:
     def write_models(self, text: str) -> None:
         self.models_path.write_text(text)
 
+    def add_model(self, entry: str) -> None:
+        """A models.yaml entry (YAML lines under `models:`) put first."""
+        self.write_models(self.models_path.read_text().replace("models:\n", "models:\n" + entry, 1))
+
+    def add_local_model(self, worker_url: str, gguf: str, model_id: str = "local-test") -> str:
+        """`model_id`: SmolLM2 on the worker at `worker_url` (chat, completions, streams)."""
+        self.add_model(
+            f"  - id: {model_id}\n"
+            "    provider: llamacpp\n"
+            "    model: smollm2-135m\n"
+            f"    base_url: {worker_url}/v1\n"
+            "    context_window: 2048\n"
+            "    capabilities: [chat, completions, streaming]\n"
+            f"    engine: {{gguf: {{file: {gguf}}}}}\n"
+        )
+        return model_id
+
     def create_key(self, name: str = "test", **kw: object) -> str:
         async def go() -> str:
             async with await psycopg.AsyncConnection.connect(self.db_url, autocommit=True) as c:

@@ -360,22 +360,8 @@ def worker_model(
     )  # fmt: skip
     worker.start(wait_ready=True)
     monkeypatch.setenv("SPINE_WORKER_TOKEN", TOKEN)
-    env.write_models(
-        env.models_path.read_text().replace(
-            "models:\n",
-            "models:\n"
-            "  - id: local-test\n"
-            "    provider: llamacpp\n"
-            "    model: smollm2-135m\n"
-            f"    base_url: {worker.url}/v1\n"
-            "    context_window: 2048\n"
-            "    capabilities: [chat, completions, streaming]\n"
-            f"    engine: {{gguf: {{file: {MODEL_FILE}}}}}\n",
-            1,
-        )
-    )
     try:
-        yield "local-test"
+        yield env.add_local_model(worker.url, MODEL_FILE)
     finally:
         worker.stop()
 

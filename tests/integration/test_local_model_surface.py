@@ -21,23 +21,6 @@ from tests.worker.conftest import MODEL_FILE, TOKEN, WorkerProcess, llama_server
 __all__ = ["emulator_url", "llama_server", "model_file"]
 
 
-def _local_model(env: Env, worker: WorkerProcess) -> None:
-    env.write_models(
-        env.models_path.read_text().replace(
-            "models:\n",
-            "models:\n"
-            "  - id: local-test\n"
-            "    provider: llamacpp\n"
-            "    model: smollm2-135m\n"
-            f"    base_url: {worker.url}/v1\n"
-            "    context_window: 2048\n"
-            "    capabilities: [chat, completions, streaming]\n"
-            f"    engine: {{gguf: {{file: {MODEL_FILE}}}}}\n",
-            1,
-        )
-    )
-
-
 @pytest.fixture
 def one_slot_worker(
     env: Env, llama_server: Path, model_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -53,7 +36,7 @@ def one_slot_worker(
     )  # fmt: skip
     worker.start(wait_ready=True)
     monkeypatch.setenv("SPINE_WORKER_TOKEN", TOKEN)
-    _local_model(env, worker)
+    env.add_local_model(worker.url, MODEL_FILE)
     try:
         yield worker
     finally:
