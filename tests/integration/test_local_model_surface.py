@@ -1,6 +1,7 @@
 """The local model (the real llama.cpp worker and bundled SmolLM2) behind the API
 surface: Anthropic's Messages API translated for it and counted by its own tokenizer,
-and the worker's per-user fairness applied to callers coming through the gateway."""
+OpenAI's Responses API with a stored response continued, and the worker's per-user
+fairness applied to callers coming through the gateway."""
 
 from __future__ import annotations
 
@@ -163,3 +164,34 @@ def test_one_callers_burst_does_not_run_ahead_of_another_caller(
     # ahead of Alice's queued second and third (one user at normal priority, as the
     # gateway's traffic reached the worker before, would have put him last).
     assert order.index("bob") == 1, order
+
+
+@pytest.mark.worker
+def test_the_local_model_answers_the_responses_api_and_continues_a_stored_one(
+    one_slot_worker: WorkerProcess, emulator_url: str, api_key: str, env: Env
+) -> None:
+    with openai.OpenAI(base_url=f"{emulator_url}/v1", api_key=api_key, max_retries=0) as sdk:
+        first = sdk.responses.create(
+            model="local-test",
+            instructions="You answer in one word.",
+            input="What is the capital of France?",
+            max_output_tokens=12,
+            temperature=0,
+        )
+        with sdk.responses.stream(
+            model="local-test",
+            input="And of Italy?",
+            previous_response_id=first.id,
+            max_output_tokens=12,
+            temperature=0,
+        ) as stream:
+            follow_up = stream.get_final_response()
+    assert first.status == "completed" and first.output_text.strip()
+    assert follow_up.status == "completed" and follow_up.output_text.strip()
+    assert follow_up.usage is not None and first.usage is not None
+    # The follow-up carried the first turn: its prompt is longer than the first's
+    assert follow_up.usage.input_tokens > first.usage.input_tokens
+    rows = env.usage_rows()
+    assert [(r["endpoint"], r["provider"], r["status"]) for r in rows] == [
+        ("responses", "llamacpp", "ok")
+    ] * 2
