@@ -1,7 +1,9 @@
 """`spine dev`: the whole local stack in one command (what `make dev` runs).
 
-Starts the embedded Postgres (migrated), the llama.cpp worker with the models.yaml
-`llamacpp` entries, and the `sam local start-api` emulator; prints the two exports
+Starts the embedded Postgres (migrated), an embedded S3 + SQS (moto's server mode:
+the template's queues and buckets, for batches), the llama.cpp worker with the
+models.yaml `llamacpp` entries, and the `sam local start-api` emulator, which also
+runs the template's SQS event sources and schedules; prints the two exports
 an OpenAI client needs; Ctrl-C stops everything, in reverse order, leaving nothing
 running.
 """
@@ -9,6 +11,7 @@ running.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import secrets
 import shutil
@@ -58,6 +61,7 @@ def _dev(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, _raise_stop)
     children: list[tuple[str, Any]] = []
     embedded_dir: Path | None = None
+    stack = contextlib.ExitStack()
     try:
         settings = load_settings()
         registry = load_registry(settings.models_path)
@@ -66,9 +70,7 @@ def _dev(args: argparse.Namespace) -> int:
         if not settings.database_url:
             embedded_dir = settings.resolve_path(settings.database.embedded_dir)
         key = _dev_key(db_url, settings.auth.api_key_prefix)
-        env = {**os.environ, "DATABASE_URL": db_url}
-        STATE_DIR.mkdir(exist_ok=True)
-        env.setdefault("SPINE_JWT_SECRET", _local_secret(STATE_DIR / "jwt-secret"))
+        env = _child_environment(db_url, stack)
 
         local_models = registry.models_of(ProviderKind.LLAMACPP)
         if local_models and not args.no_worker:
@@ -121,11 +123,36 @@ def _dev(args: argparse.Namespace) -> int:
             processes.stop(child)
         if embedded_dir is not None:
             embedded.stop(embedded_dir)
+        stack.close()
         signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 class _NotReady(Exception):
     pass
+
+
+def _child_environment(db_url: str, stack: contextlib.ExitStack) -> dict[str, str]:
+    """The variables of the worker and the API: the database, the embedded AWS (unless
+    AWS_ENDPOINT_URL names another one), a JWT secret kept with the local state."""
+    env = {**os.environ, "DATABASE_URL": db_url}
+    if not env.get("AWS_ENDPOINT_URL"):
+        _say("starting the embedded S3 and SQS")
+        env.update(_embedded_aws(stack))
+    STATE_DIR.mkdir(exist_ok=True)
+    env.setdefault("SPINE_JWT_SECRET", _local_secret(STATE_DIR / "jwt-secret"))
+    return env
+
+
+def _embedded_aws(stack: contextlib.ExitStack) -> dict[str, str]:
+    """moto's S3 + SQS server for this run, in memory (a restart of `spine dev` starts
+    it empty); the variables that point boto3 at it."""
+    from spine_tools.local.aws import LOCAL_CREDENTIALS, embedded_aws
+
+    endpoint = stack.enter_context(embedded_aws())
+    variables = {"AWS_ENDPOINT_URL": endpoint}
+    for name, value in LOCAL_CREDENTIALS.items():
+        variables[name] = os.environ.get(name) or value
+    return variables
 
 
 def _start_worker(settings: Any, env: dict[str, str], model: str) -> tuple[Any, str]:

@@ -45,6 +45,13 @@ def register(subparsers: Any) -> None:
         default="LAZY",
         help="EAGER: load every function at start; LAZY: on its first request",
     )
+    local.add_argument(
+        "--aws-endpoint",
+        default=os.environ.get("AWS_ENDPOINT_URL") or None,
+        help="an S3 + SQS endpoint (moto's server; `spine dev` starts one) where the "
+        "template's queues and buckets are made and its SQS event sources and schedules "
+        "run (default: AWS_ENDPOINT_URL; without one they do not run)",
+    )
     local.set_defaults(handler=_serve, config_command="local_start_api")
     sub = local.add_subparsers(dest="local_command", metavar="ACTION")
     generate = sub.add_parser(
@@ -97,7 +104,7 @@ def _configure_logging() -> None:
         )
 
 
-def _load(args: argparse.Namespace) -> Template:
+def _load(args: argparse.Namespace, resources: Any = None) -> Template:
     from spine_tools.local import samconfig, template
 
     template_path: Path = args.template
@@ -116,7 +123,7 @@ def _load(args: argparse.Namespace) -> Template:
             else {}
         )
         overrides.update(samconfig.parse_overrides(args.parameter_overrides))
-        return template.load_template(template_path, overrides)
+        return template.load_template(template_path, overrides, resources)
     except (template.TemplateError, ValueError) as exc:
         raise _UsageError(str(exc)) from exc
 
@@ -142,7 +149,21 @@ def _serve(args: argparse.Namespace) -> int:
         return USAGE_ERROR
     from spine_tools.local.server import Emulator, make_server
 
-    with Emulator(template, pool_size=args.pool_size, env_vars=env_vars) as emulator:
+    endpoint: str | None = getattr(args, "aws_endpoint", None)
+    resources = None
+    if endpoint:
+        from spine_tools.local.aws import provision
+
+        resources = provision(template, endpoint)
+        template = _load(args, resources)
+        logger.info("queues and buckets made at %s: %s", endpoint, ", ".join(resources) or "none")
+    with Emulator(
+        template,
+        pool_size=args.pool_size,
+        env_vars=env_vars,
+        aws_endpoint=endpoint,
+        aws_resources=resources,
+    ) as emulator:
         for line in emulator.route_lines(f"http://{args.host}:{args.port}"):
             logger.info("%s", line)
         logger.info("Serving the admin app at http://%s:%s/admin/", args.host, args.port)

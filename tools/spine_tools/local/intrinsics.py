@@ -1,9 +1,11 @@
 """The few CloudFormation intrinsic functions the emulator needs to evaluate locally.
 
 Only what can be known without a deployed stack: parameters (defaults and overrides),
-pseudo parameters, conditions, `Fn::Sub`, `Fn::Join`, `Fn::Select`, `Fn::If`. Anything
-else (`Fn::GetAtt`, `Fn::ImportValue`, a resource's `Ref`) is `UNRESOLVED`, and the
-caller decides what to do with it (an environment variable is then left unset).
+pseudo parameters, conditions, `Fn::Sub`, `Fn::Join`, `Fn::Select`, `Fn::If`, and the
+`Ref` and `Fn::GetAtt` of the resources the emulator made locally (queues and buckets
+in its embedded AWS). Anything else (`Fn::ImportValue`, another resource's `Ref`) is
+`UNRESOLVED`, and the caller decides what to do with it (an environment variable is
+then left unset).
 """
 
 from __future__ import annotations
@@ -34,11 +36,20 @@ LOCAL_STACK_NAME = "spine-local"
 _SUB_VARIABLE = re.compile(r"\$\{([^}]+)\}")
 
 
+@dataclass(frozen=True)
+class LocalResource:
+    """A template resource made locally: what its `Ref` and `GetAtt`s return."""
+
+    ref: str
+    attributes: Mapping[str, str] = field(default_factory=dict)
+
+
 @dataclass
 class Resolver:
     parameters: Mapping[str, str]
     conditions: Mapping[str, Any] = field(default_factory=dict)
     region: str = LOCAL_REGION
+    resources: Mapping[str, LocalResource] = field(default_factory=dict)
     _condition_cache: dict[str, bool] = field(default_factory=dict)
 
     def pseudo(self, name: str) -> Any:
@@ -56,7 +67,13 @@ class Resolver:
     def ref(self, name: str) -> Any:
         if name in self.parameters:
             return self.parameters[name]
+        if name in self.resources:
+            return self.resources[name].ref
         return self.pseudo(name)
+
+    def attribute(self, resource: str, name: str) -> Any:
+        made = self.resources.get(resource)
+        return made.attributes.get(name, UNRESOLVED) if made is not None else UNRESOLVED
 
     def resolve(self, value: Any) -> Any:
         """Evaluate intrinsics in `value`; NO_VALUE items vanish from maps and lists."""
@@ -101,6 +118,8 @@ class Resolver:
             if UNRESOLVED in values:
                 return UNRESOLVED
             return all(values) if key == "Fn::And" else any(values)
+        if key == "Fn::GetAtt" and isinstance(arg, list) and len(arg) == 2:
+            return self.attribute(str(arg[0]), str(arg[1]))
         if key == "Fn::Sub":
             return self._sub(arg)
         if key == "Fn::Join":
@@ -125,8 +144,13 @@ class Resolver:
             name = match.group(1)
             if name.startswith("!"):  # ${!Literal} renders as ${Literal}
                 return "${" + name[1:] + "}"
-            value = values[name] if name in values else self.ref(name)
-            if value is UNRESOLVED or value is NO_VALUE or ("." in name and name not in values):
+            if name in values:
+                value = values[name]
+            elif "." in name:
+                value = self.attribute(*name.split(".", 1))
+            else:
+                value = self.ref(name)
+            if value is UNRESOLVED or value is NO_VALUE:
                 missing = True
                 return ""
             return str(value)

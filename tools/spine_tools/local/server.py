@@ -29,7 +29,9 @@ from starlette.routing import Route
 from spine_tools.local import events
 from spine_tools.local.admin_assets import admin_routes, default_dist
 from spine_tools.local.environment import EnvironmentPlan, function_environment, patched_environ
+from spine_tools.local.event_sources import EventSources
 from spine_tools.local.events import HttpRequest, HttpResponse
+from spine_tools.local.intrinsics import LocalResource
 from spine_tools.local.routing import RouteMatch, RouteTable
 from spine_tools.local.runtime import (
     DEFAULT_POOL_SIZE,
@@ -59,7 +61,13 @@ class Emulator:
         env_vars: Mapping[str, Mapping[str, str]] | None = None,
         gateway_timeout: float = GATEWAY_TIMEOUT_SECONDS,
         admin_dist: Path | None = None,
+        aws_endpoint: str | None = None,
+        aws_resources: Mapping[str, LocalResource] | None = None,
+        time_scale: float = 1.0,
     ) -> None:
+        """With `aws_endpoint` (where `aws_resources`, the template's queues and
+        buckets, were made), the template's SQS event sources and schedules run too,
+        every schedule's rate multiplied by `time_scale`."""
         self.template = template
         # The admin web app's build, served under /admin/ (spine_tools.local.admin_assets).
         self.admin_dist = admin_dist if admin_dist is not None else default_dist(template.path)
@@ -79,6 +87,11 @@ class Emulator:
             )
             for logical_id, spec in template.functions.items()
         }
+        self.event_sources = (
+            EventSources(self.runtimes, aws_resources or {}, aws_endpoint, time_scale=time_scale)
+            if aws_endpoint
+            else None
+        )
         self._exit_stack = contextlib.ExitStack()
 
     def __enter__(self) -> Emulator:
@@ -94,6 +107,8 @@ class Emulator:
         per_function = self.environment.conflicting_keys()
         if per_function:
             logger.info("variables set only while each function loads: %s", per_function)
+        if self.event_sources is not None:
+            self.event_sources.start()
 
     def warm(self) -> None:
         """Load every function now (`--warm-containers EAGER`); failures are logged and
@@ -105,6 +120,8 @@ class Emulator:
                 logger.exception("function %s failed to load", logical_id)
 
     def close(self) -> None:
+        if self.event_sources is not None:
+            self.event_sources.stop()  # before the containers its invocations use
         for runtime in self.runtimes.values():
             runtime.close()
         self._exit_stack.close()

@@ -16,11 +16,14 @@ from typing import Any
 
 import yaml
 
-from spine_tools.local.intrinsics import NO_VALUE, UNRESOLVED, Resolver
+from spine_tools.local.intrinsics import NO_VALUE, UNRESOLVED, LocalResource, Resolver
 
 FUNCTION_TYPE = "AWS::Serverless::Function"
 LAYER_TYPE = "AWS::Serverless::LayerVersion"
 API_TYPE = "AWS::Serverless::Api"
+# The resources `spine local` makes in its embedded AWS (spine_tools.local.aws).
+QUEUE_TYPE = "AWS::SQS::Queue"
+BUCKET_TYPE = "AWS::S3::Bucket"
 # The REST API SAM creates for `Api` events that name no RestApiId, and its stage.
 IMPLICIT_API = "ServerlessRestApi"
 IMPLICIT_STAGE = "Prod"
@@ -86,6 +89,32 @@ class ApiEvent:
 
 
 @dataclass(frozen=True)
+class SqsEvent:
+    """An SQS event source: the emulator polls `queue` (a logical id) and invokes the
+    function with SQS events, as Lambda's event source mapping does."""
+
+    name: str
+    queue: str
+    batch_size: int = 10
+    batching_window_seconds: float = 0.0
+    # FunctionResponseTypes: [ReportBatchItemFailures]: only the reported messages
+    # stay on the queue; without it a failed invocation keeps the whole batch.
+    report_item_failures: bool = False
+    # ScalingConfig.MaximumConcurrency: invocations at once for this source.
+    max_concurrency: int = 2
+
+
+@dataclass(frozen=True)
+class ScheduleEvent:
+    """A ScheduleV2 event: `rate(...)` or `cron(...)`, with its Input (JSON text)."""
+
+    name: str
+    expression: str
+    input: str | None = None
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
 class FunctionSpec:
     logical_id: str
     function_name: str
@@ -97,6 +126,8 @@ class FunctionSpec:
     environment: Mapping[str, str]  # resolved; unresolvable variables left out
     layer_dirs: tuple[Path, ...]  # local content of the template's own layers
     events: tuple[ApiEvent, ...]
+    sqs_events: tuple[SqsEvent, ...] = ()
+    schedules: tuple[ScheduleEvent, ...] = ()
 
     @property
     def web_adapter(self) -> bool:
@@ -160,6 +191,8 @@ class Template:
     parameters: Mapping[str, str]
     functions: Mapping[str, FunctionSpec]
     apis: Mapping[str, ApiSpec]
+    # Logical id -> type (QUEUE_TYPE or BUCKET_TYPE) and properties, as written.
+    aws_resources: Mapping[str, tuple[str, Mapping[str, Any]]] = field(default_factory=dict)
 
     def function(self, name: str) -> FunctionSpec:
         """Look a function up by logical id (or by its FunctionName)."""
@@ -172,13 +205,18 @@ class Template:
 
 
 def load_template(
-    path: Path | str, parameter_overrides: Mapping[str, str] | None = None
+    path: Path | str,
+    parameter_overrides: Mapping[str, str] | None = None,
+    local_resources: Mapping[str, LocalResource] | None = None,
 ) -> Template:
+    """The template with its parameters; `local_resources` are the local stand-ins of its
+    queues and buckets (their `Ref` and `GetAtt` values), once made."""
     path = Path(path)
     data = load_yaml(path)
     resolver = Resolver(
         parameters=_parameter_values(data, parameter_overrides or {}),
         conditions=data.get("Conditions") or {},
+        resources=local_resources or {},
     )
     base_dir = path.parent
     resources: dict[str, Any] = data["Resources"]
@@ -202,7 +240,12 @@ def load_template(
         if res.get("Type") == FUNCTION_TYPE
     }
     apis = _api_specs(resources, globals_.get("Api") or {}, resolver, functions)
-    return Template(path, resolver.parameters, functions, apis)
+    aws = {
+        logical_id: (str(res["Type"]), res.get("Properties") or {})
+        for logical_id, res in resources.items()
+        if res.get("Type") in (QUEUE_TYPE, BUCKET_TYPE)
+    }
+    return Template(path, resolver.parameters, functions, apis, aws)
 
 
 def _parameter_values(data: dict[str, Any], overrides: Mapping[str, str]) -> dict[str, str]:
@@ -278,6 +321,17 @@ def _function_spec(
         for event_name, event in (props.get("Events") or {}).items()
         if event.get("Type") == "Api"
     )
+    all_events = (props.get("Events") or {}).items()
+    sqs_events = tuple(
+        _sqs_event(logical_id, name, resolver.resolve(event.get("Properties") or {}), event)
+        for name, event in all_events
+        if event.get("Type") == "SQS"
+    )
+    schedules = tuple(
+        _schedule_event(name, resolver.resolve(event.get("Properties") or {}))
+        for name, event in all_events
+        if event.get("Type") == "ScheduleV2"
+    )
     if environment.get("AWS_LAMBDA_EXEC_WRAPPER") == WEB_ADAPTER_WRAPPER:
         module, _, attribute = environment.get(ASGI_APP_VARIABLE, "").partition(":")
         if not module or not attribute:
@@ -296,6 +350,38 @@ def _function_spec(
         environment=environment,
         layer_dirs=layer_dirs,
         events=events,
+        sqs_events=sqs_events,
+        schedules=schedules,
+    )
+
+
+def _sqs_event(
+    function: str, name: str, props: Mapping[str, Any], raw: Mapping[str, Any]
+) -> SqsEvent:
+    # The queue is named by its ARN (`!GetAtt Queue.Arn`); locally, by its logical id.
+    queue = (raw.get("Properties") or {}).get("Queue")
+    if not (isinstance(queue, dict) and "Fn::GetAtt" in queue):
+        raise TemplateError(f"{function}.{name}: Queue must be !GetAtt <Queue>.Arn")
+    scaling = props.get("ScalingConfig") or {}
+    return SqsEvent(
+        name=name,
+        queue=str(queue["Fn::GetAtt"][0]),
+        batch_size=int(props.get("BatchSize", 10)),
+        batching_window_seconds=float(props.get("MaximumBatchingWindowInSeconds", 0)),
+        report_item_failures="ReportBatchItemFailures"
+        in (props.get("FunctionResponseTypes") or []),
+        max_concurrency=int(scaling.get("MaximumConcurrency", 2)),
+    )
+
+
+def _schedule_event(name: str, props: Mapping[str, Any]) -> ScheduleEvent:
+    state = str(props.get("State", "ENABLED")).upper()
+    text = props.get("Input")
+    return ScheduleEvent(
+        name=name,
+        expression=str(props.get("ScheduleExpression", "")),
+        input=text if isinstance(text, str) else None,
+        enabled=state != "DISABLED",
     )
 
 
