@@ -213,6 +213,14 @@ class CorsSettings(_Section):
     max_age_seconds: Annotated[int, Field(ge=0, le=86400)] = 600
 
 
+class WorkflowsSettings(_Section):
+    """Where a pipeline run's ready steps are sent: an SQS queue consumed by the
+    workflows function (SPINE_WORKFLOWS__QUEUE_URL, set by template.yaml; `spine dev`
+    makes it in its embedded SQS). Empty: runs cannot start (503)."""
+
+    queue_url: str = ""
+
+
 class FunctionSettings(_Section):
     verify_jwt: bool = True
 
@@ -228,6 +236,7 @@ class Settings(_Section):
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
     usage: UsageSpoolSettings = Field(default_factory=UsageSpoolSettings)
     cors: CorsSettings = Field(default_factory=CorsSettings)
+    workflows: WorkflowsSettings = Field(default_factory=WorkflowsSettings)
     functions: dict[str, FunctionSettings] = Field(default_factory=dict)
     # Where the file was read from; relative paths in it resolve against its folder.
     base_dir: str = "."

@@ -17,7 +17,13 @@ SNAPSTART = {
     "HealthFunction",
     "AdminFunction",
 }
-WITHOUT = {"ChatFunction", "CapabilitiesFunction", "MaintenanceFunction", "MigrationsFunction"}
+WITHOUT = {
+    "ChatFunction",
+    "CapabilitiesFunction",
+    "WorkflowsFunction",
+    "MaintenanceFunction",
+    "MigrationsFunction",
+}
 
 
 def test_snapstart_functions_publish_a_live_alias_the_api_invokes(

@@ -176,3 +176,51 @@ class PipelineView(PublicModel):
     created_at: int
     updated_at: int
     definition: dict[str, Any] | None = None  # the latest version's
+
+
+# --- runs --------------------------------------------------------------------------------
+
+
+class RunCreate(_Strict):
+    """`POST /v1/pipelines/{id}/runs`: the inputs the definition names, and the version
+    to run (the latest by default)."""
+
+    inputs: dict[Identifier, Any] = Field(default_factory=dict)
+    version: Annotated[int, Field(ge=1, le=2**31 - 1, strict=True)] | None = None
+
+
+RunStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+
+
+class RunView(PublicModel):
+    object: Literal["pipeline.run"] = "pipeline.run"
+    id: str
+    pipeline_id: str
+    version: int
+    status: RunStatus
+    inputs: dict[str, Any]
+    output: Any = None
+    error: dict[str, Any] | None = None
+    cancel_requested: bool
+    created_at: int
+    started_at: int | None = None
+    finished_at: int | None = None
+
+
+class RunStepView(PublicModel):
+    object: Literal["pipeline.run.step"] = "pipeline.run.step"
+    id: str
+    status: Literal["pending", "running", "succeeded", "failed", "skipped", "cancelled"]
+    needs: list[str]
+    attempts: int
+    input: Any = None
+    output: Any = None
+    usage: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+    started_at: int | None = None
+    finished_at: int | None = None
+
+
+class RunStepList(PublicModel):
+    object: Literal["list"] = "list"
+    data: list[RunStepView]

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import cache
 from graphlib import CycleError, TopologicalSorter
 from typing import Any
 
@@ -28,6 +27,7 @@ from spine.schemas.pipelines import (
     Step,
     TransformStep,
 )
+from spine.workflows.expressions import compiled
 
 
 @dataclass(frozen=True)
@@ -112,7 +112,7 @@ def _reads(expression: str, where: str, names: set[str] | frozenset[str]) -> set
     """The variables `expression` reads; a 400 naming `where` when it does not compile
     or reads a name that is not in `names`."""
     try:
-        tree = _compiled(expression)
+        tree = compiled(expression).parsed
     except Exception as exc:  # jmespath's ParseError, LexerError, ...
         detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise _invalid(f"not a valid JMESPath expression ({detail})", where) from exc
@@ -121,14 +121,6 @@ def _reads(expression: str, where: str, names: set[str] | frozenset[str]) -> set
     if unknown:
         raise _invalid(f"'{unknown[0]}' is not an input or a step's id", where)
     return read
-
-
-@cache
-def _compiled(expression: str) -> dict[str, Any]:
-    import jmespath  # noqa: PLC0415 - only definitions and runs need it
-
-    parsed: dict[str, Any] = jmespath.compile(expression).parsed
-    return parsed
 
 
 # Nodes whose first child is evaluated against the current value and the rest

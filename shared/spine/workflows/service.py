@@ -90,12 +90,12 @@ async def delete_pipeline(database: Database, principal: Principal, raw_id: str)
         raise _not_found(raw_id)
 
 
-def parse_pipeline_id(raw: str, *, param: str = "pipeline_id") -> uuid.UUID:
+def parse_pipeline_id(raw: str, *, param: str = "pipeline_id", what: str = "pipeline") -> uuid.UUID:
     try:
         return uuid.UUID(raw)
     except ValueError:
         raise InvalidRequestError(
-            f"'{param}' must be a pipeline id (a UUID), got '{raw[:64]}'.",
+            f"'{param}' must be a {what} id (a UUID), got '{raw[:64]}'.",
             param=param,
             code="invalid_id",
         ) from None
