@@ -1,0 +1,7 @@
+"""Lambda entry of the `batches` function: OpenAI's Files, Uploads and Batch APIs."""
+
+from spine.api.functions import batches_app
+from spine.api.handler import make_handler
+
+app = batches_app()
+handler = make_handler(app)
