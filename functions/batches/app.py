@@ -2,6 +2,8 @@
 
 from spine.api.functions import batches_app
 from spine.api.handler import make_handler
+from spine.snapstart import enable
 
 app = batches_app()
 handler = make_handler(app)
+enable(app, handler)

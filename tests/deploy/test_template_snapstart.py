@@ -17,8 +17,10 @@ SNAPSTART = {
     "UsageFunction",
     "HealthFunction",
     "AdminFunction",
+    "BatchesFunction",
 }
-WITHOUT = {"ChatFunction", "MaintenanceFunction", "MigrationsFunction"}
+# The batch queue's consumer too: invoked by its event source, never behind the API.
+WITHOUT = {"ChatFunction", "MaintenanceFunction", "MigrationsFunction", "BatchFunction"}
 
 
 def test_snapstart_functions_publish_a_live_alias_the_api_invokes(
