@@ -188,6 +188,37 @@ class UsageSpoolSettings(_Section):
     spool_dir: str = ""
 
 
+class BatchSettings(_Section):
+    """OpenAI's Files and Batch APIs (spine.batches, docs/batch.md): where file content
+    and batch work go (template.yaml sets both deployed; `spine dev` makes them in its
+    embedded S3 + SQS), and OpenAI's limits."""
+
+    bucket: str = ""
+    queue_url: str = ""
+    # OpenAI's limits on a batch input file.
+    max_file_bytes: Annotated[int, Field(ge=1)] = 200 * 1024 * 1024
+    max_lines: Annotated[int, Field(ge=1)] = 50_000
+    # The largest body POST /v1/files and an upload's part take: under Lambda's 6 MB
+    # invocation payload. Larger files come through POST /v1/uploads.
+    max_upload_body_bytes: Annotated[int, Field(ge=1024)] = 5_500_000
+    # File content up to this size is answered inline; larger, through a presigned
+    # S3 URL the client is redirected to (a Lambda answer holds 6 MB at most).
+    inline_content_bytes: Annotated[int, Field(ge=0)] = 4 * 1024 * 1024
+    presigned_url_seconds: Annotated[int, Field(ge=60, le=604800)] = 3600
+    # Deliveries of a line that failed with a transient error (429, 5xx, timeout)
+    # before it goes to the error file; the wait between them doubles from the first.
+    line_attempts: Annotated[int, Field(ge=1, le=20)] = 4
+    retry_delay_seconds: Annotated[int, Field(ge=0, le=900)] = 5
+    # How long a delivery holds a line it runs before another may take it over.
+    line_lease_seconds: Annotated[int, Field(ge=10)] = 300
+    # Lines enqueued per invocation of the batch function (the rest continue in the
+    # next one), so a 50,000-line batch never meets a function's timeout.
+    enqueue_chunk: Annotated[int, Field(ge=10)] = 5000
+    # A line's JSON travels in its message up to this size; larger, it is read from
+    # the file by its byte range (an SQS message holds 256 KB).
+    inline_line_bytes: Annotated[int, Field(ge=0, le=250_000)] = 200_000
+
+
 class CorsSettings(_Section):
     """Which browser origins may call the API (exact origins such as
     "https://app.example.com", or "*"). Empty, the default: no CORS headers, and a
@@ -235,6 +266,7 @@ class Settings(_Section):
     secrets: SecretsSettings = Field(default_factory=SecretsSettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
     usage: UsageSpoolSettings = Field(default_factory=UsageSpoolSettings)
+    batch: BatchSettings = Field(default_factory=BatchSettings)
     cors: CorsSettings = Field(default_factory=CorsSettings)
     workflows: WorkflowsSettings = Field(default_factory=WorkflowsSettings)
     functions: dict[str, FunctionSettings] = Field(default_factory=dict)

@@ -16,13 +16,16 @@ SNAPSTART = {
     "UsageFunction",
     "HealthFunction",
     "AdminFunction",
+    "BatchesFunction",
 }
+# The queue consumers too: invoked by their event sources, never behind the API.
 WITHOUT = {
     "ChatFunction",
     "CapabilitiesFunction",
     "WorkflowsFunction",
     "MaintenanceFunction",
     "MigrationsFunction",
+    "BatchFunction",
 }
 
 

@@ -15,6 +15,7 @@ import pytest
 
 from spine.settings import get_settings
 from spine.storage import db
+from spine_tools.local.aws import provision
 from spine_tools.local.server import Emulator, make_server
 from spine_tools.local.template import load_template
 from tests.fixtures.servers import serving
@@ -24,9 +25,13 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 @contextmanager
-def running_emulator(env: Env, *, pool_size: int = 2, **options: Any) -> Iterator[str]:
+def running_emulator(
+    env: Env, *, pool_size: int = 2, aws_endpoint: str | None = None, **options: Any
+) -> Iterator[str]:
     """`spine local` on a free port, serving template.yaml with the test's config;
-    `pool_size` containers per function; `options` for `Emulator` (gateway_timeout)."""
+    `pool_size` containers per function; `options` for `Emulator` (gateway_timeout).
+    With `aws_endpoint` (moto's server), the template's queues and buckets are made
+    there and its SQS event sources and schedules run."""
     get_settings.cache_clear()
     db.reset()
     overrides = {
@@ -35,6 +40,10 @@ def running_emulator(env: Env, *, pool_size: int = 2, **options: Any) -> Iterato
         "SPINE_SERVICE__ENVIRONMENT": "test",
     }
     template = load_template(REPO / "template.yaml")
+    if aws_endpoint is not None:
+        options["aws_resources"] = provision(template, aws_endpoint)
+        options["aws_endpoint"] = aws_endpoint
+        template = load_template(REPO / "template.yaml", None, options["aws_resources"])
     try:
         with (
             Emulator(

@@ -16,6 +16,7 @@ import os
 from typing import Any
 from urllib.parse import urlencode
 
+import boto3
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
@@ -37,6 +38,7 @@ FUNCTIONS = (
     functions.usage_app,
     functions.admin_app,
     functions.health_app,
+    functions.batches_app,
 )
 
 # The documents do not depend on configuration: built once, from the repo's own. The
@@ -48,9 +50,16 @@ schema = schemathesis.openapi.from_dict(merge([build().openapi() for build in FU
 
 
 @pytest.fixture
-def admin(env: Env, monkeypatch: pytest.MonkeyPatch) -> str:
-    # A fully configured server: a 503 for a missing JWT secret is configuration.
+def admin(env: Env, monkeypatch: pytest.MonkeyPatch, moto_aws: None) -> str:
+    # A fully configured server: a 503 for a missing JWT secret (or batch bucket and
+    # queue, or pipeline steps queue) is configuration.
     monkeypatch.setenv("SPINE_JWT_SECRET", SECRET)
+    boto3.client("s3").create_bucket(Bucket="fuzz-batches")
+    queue = boto3.client("sqs").create_queue(QueueName="fuzz-batches")["QueueUrl"]
+    monkeypatch.setenv("SPINE_BATCH__BUCKET", "fuzz-batches")
+    monkeypatch.setenv("SPINE_BATCH__QUEUE_URL", queue)
+    steps = boto3.client("sqs").create_queue(QueueName="fuzz-pipeline-steps")["QueueUrl"]
+    monkeypatch.setenv("SPINE_WORKFLOWS__QUEUE_URL", steps)
     return env.create_key("fuzz", scopes=["admin"])
 
 

@@ -50,7 +50,10 @@ def create_app(
     settings: Settings | None = None,
     registry: RegistrySource | None = None,
     recorder: UsageRecorder | None = None,
+    max_body_bytes: int | None = None,
 ) -> FastAPI:
+    """`max_body_bytes`: the function's own body limit, above `[service]`'s (the files
+    function takes file content)."""
     settings = settings or get_settings()
     if registry is None:
         registry = open_registry_source(settings)
@@ -89,7 +92,7 @@ def create_app(
     app.openapi = lambda: openapi.document(app)  # type: ignore[method-assign]
     app.add_middleware(
         RequestContextMiddleware,
-        max_body_bytes=settings.service.max_body_bytes,
+        max_body_bytes=max(max_body_bytes or 0, settings.service.max_body_bytes),
         behind_web_adapter=behind_web_adapter(),
         translate_error=as_service_error,
     )

@@ -64,6 +64,19 @@ def usage_app() -> FastAPI:
     return create_app("usage", [usage.router, executions.router])
 
 
+def batches_app() -> FastAPI:
+    # OpenAI's Files, Uploads and Batch APIs; the lines run in the `batch` function
+    # (spine.batches.handler). Its bodies carry file content, up to Lambda's 6 MB.
+    from spine.api.routes import batches, files
+    from spine.settings import get_settings
+
+    return create_app(
+        "batches",
+        [files.router, batches.router],
+        max_body_bytes=get_settings().batch.max_upload_body_bytes + 64 * 1024,
+    )
+
+
 def health_app() -> FastAPI:
     from spine.api.routes import health
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -86,8 +87,14 @@ def step_message(run_id: uuid.UUID, step_id: str) -> str:
 
 
 async def start_run(
-    database: Database, principal: Principal, raw_id: str, body: RunCreate, dispatch: Dispatch
+    database: Database,
+    principal: Principal,
+    raw_id: str,
+    body: RunCreate,
+    dispatch: Callable[[], Dispatch],
 ) -> RunView:
+    """The run, queued; `dispatch` gives where its steps go, asked for only once the
+    pipeline and the inputs are known good (so a missing queue is not the first word)."""
     owner = owner_of(principal)
     pipeline_id = parse_pipeline_id(raw_id)
     conn = await database.connection()
@@ -101,6 +108,7 @@ async def start_run(
     definition = PipelineDefinition.model_validate(version.definition)
     _check_inputs(definition, body.inputs)
     checked = check_definition(definition)
+    queue = dispatch()
     run = await runs_store.insert_run(
         conn,
         owner,
@@ -112,7 +120,7 @@ async def start_run(
             steps=tuple((str(s.id), checked.needs[str(s.id)]) for s in definition.steps),
         ),
     )
-    await dispatch.send(run.id, await runs_store.ready_steps(conn, run.id))
+    await queue.send(run.id, await runs_store.ready_steps(conn, run.id))
     return run_view(run)
 
 

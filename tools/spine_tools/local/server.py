@@ -103,7 +103,11 @@ class Emulator:
 
     def start(self) -> None:
         """Apply the functions' shared environment to this process (see runtime)."""
-        self._exit_stack.enter_context(patched_environ(self.environment.shared))
+        # Libraries tell Lambda by LAMBDA_TASK_ROOT's presence (Powertools' async batch
+        # processor then runs on the container's loop rather than a new one per
+        # invocation): present at run time too, whatever each function's value.
+        in_lambda = {"LAMBDA_TASK_ROOT": str(self.template.path.parent.resolve())}
+        self._exit_stack.enter_context(patched_environ(in_lambda | self.environment.shared))
         per_function = self.environment.conflicting_keys()
         if per_function:
             logger.info("variables set only while each function loads: %s", per_function)

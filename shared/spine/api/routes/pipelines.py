@@ -103,7 +103,9 @@ async def start_run(
 ) -> RunView:
     """Starts at once and answers `queued`: each ready step is a queue message."""
     body = await parse_body(request, RunCreate, stored=True)
-    return await runs.start_run(state.database, principal, pipeline_id, body, _dispatch(state))
+    return await runs.start_run(
+        state.database, principal, pipeline_id, body, lambda: _dispatch(state)
+    )
 
 
 @router.get("/v1/pipeline-runs/{run_id}")

@@ -1,0 +1,69 @@
+"""Lambda entry logic of the `batch` function: SQS events of the batch work queue
+through Powertools' batch utility (partial failures reported), and the schedule's
+sweep. What a warm container keeps (settings, registry, database, recorder) is built
+on its first event, never at import."""
+
+from __future__ import annotations
+
+import asyncio
+from functools import cache
+from typing import Any
+
+from aws_lambda_powertools.utilities.batch import (
+    AsyncBatchProcessor,
+    EventType,
+    async_process_partial_response,
+)
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+
+from spine.aws.live_registry import open_registry_source
+from spine.batches.worker import BatchWorker
+from spine.ledger.recorder import PostgresUsageRecorder
+from spine.ledger.spool import spool_for
+from spine.observability import bind_function
+from spine.settings import get_settings
+from spine.storage.db import Database
+
+
+@cache
+def container_worker() -> BatchWorker:
+    settings = get_settings()
+    database = Database()
+    return BatchWorker(
+        settings=settings,
+        registry=open_registry_source(settings),
+        database=database,
+        recorder=PostgresUsageRecorder(database, spool_for(settings)),
+    )
+
+
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    bind_function(
+        getattr(context, "function_name", ""),
+        function_request_id=getattr(context, "aws_request_id", ""),
+    )
+    worker = container_worker()
+    if not isinstance(event, dict) or "Records" not in event:
+        # A scheduled run, on the container's loop (its database connection).
+        return {"swept": _container_loop().run_until_complete(worker.sweep())}
+
+    async def record_handler(record: SQSRecord) -> None:
+        receives = int(record.attributes.approximate_receive_count or 1)
+        await worker.handle(record.body, record.receipt_handle, receives)
+
+    answer = async_process_partial_response(
+        event=event,
+        record_handler=record_handler,
+        processor=AsyncBatchProcessor(event_type=EventType.SQS),
+        context=context,
+    )
+    return dict(answer)
+
+
+def _container_loop() -> asyncio.AbstractEventLoop:
+    try:
+        return asyncio.get_event_loop()
+    except RuntimeError:
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        return loop
