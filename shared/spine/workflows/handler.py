@@ -5,15 +5,16 @@ another instance, or a failure of Spine's own (the database away). A step's mode
 failing is the step's outcome, written to its row, not a failed message.
 
 Built on the first message, kept by a warm container: settings, the registry, the
-database and one event loop (Powertools' own advice for a thawed container).
+database, and an event loop per thread (Powertools' own advice for a thawed container).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import uuid
-from functools import cache
+from dataclasses import dataclass
 from typing import Any
 
 from spine.aws.live_registry import open_registry_source
@@ -21,34 +22,57 @@ from spine.ledger.recorder import PostgresUsageRecorder
 from spine.ledger.spool import spool_for
 from spine.observability import get_logger
 from spine.registry.source import RegistrySource
-from spine.settings import get_settings
+from spine.settings import Settings, get_settings
 from spine.storage.db import Database
 from spine.workflows.runs import Runner, SqsDispatch
 
 logger = get_logger(__name__)
 
 
-@cache
+_thread = threading.local()
+
+
 def _loop() -> asyncio.AbstractEventLoop:
-    return asyncio.new_event_loop()
+    """This thread's event loop, kept across invocations. One per thread, not one per
+    process: Lambda runs one invocation per container at a time, but `spine local`
+    runs a function's containers as threads of one process."""
+    loop: asyncio.AbstractEventLoop | None = getattr(_thread, "loop", None)
+    if loop is None or loop.is_closed():
+        loop = _thread.loop = asyncio.new_event_loop()
+    return loop
 
 
-@cache
-def _parts() -> tuple[Database, RegistrySource, PostgresUsageRecorder, SqsDispatch]:
-    settings = get_settings()
-    database = Database()
-    recorder = PostgresUsageRecorder(database, spool_for(settings))
-    return (
-        database,
-        open_registry_source(settings),
-        recorder,
-        SqsDispatch(settings.workflows.queue_url),
-    )
+@dataclass(frozen=True)
+class _Parts:
+    settings: Settings
+    database: Database
+    registry: RegistrySource
+    recorder: PostgresUsageRecorder
+    dispatch: SqsDispatch
+
+
+_built: list[_Parts] = []
 
 
 def runner() -> Runner:
-    database, registry, recorder, dispatch = _parts()
-    return Runner(database, get_settings(), registry.current(), recorder, dispatch)
+    """The runner of this configuration: built once per container (rebuilt only when
+    the settings object changes, as tests change it)."""
+    settings = get_settings()
+    if not _built or _built[0].settings is not settings:
+        database = Database()
+        _built[:] = [
+            _Parts(
+                settings,
+                database,
+                open_registry_source(settings),
+                PostgresUsageRecorder(database, spool_for(settings)),
+                SqsDispatch(settings.workflows.queue_url),
+            )
+        ]
+    parts = _built[0]
+    return Runner(
+        parts.database, settings, parts.registry.current(), parts.recorder, parts.dispatch
+    )
 
 
 def handle_message(body: str) -> str:
@@ -74,7 +98,8 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         process_partial_response,
     )
 
-    processor = BatchProcessor(event_type=EventType.SQS)
+    # Every message busy is an answer naming them all, not a failed invocation.
+    processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
     answer = process_partial_response(
         event=event,
         record_handler=lambda record: handle_message(record.body),

@@ -213,8 +213,27 @@ class Runner:
         row = steps.get(step_id)
         if row is not None and row.status == "running":
             raise StepBusyError(f"step {step_id} of run {run_id} is running elsewhere")
+        if row is not None and row.status in _DONE:
+            # A message that comes back after its step finished: the instance may have
+            # died (or its sends failed) between finishing it and queueing what it made
+            # ready, so that is done again; a step queued twice runs once.
+            await self._advance(conn, run_id)
         await _end_if_cancelled(conn, run_id)
         return "not_mine"
+
+    async def _advance(self, conn: Connection, run_id: uuid.UUID) -> None:
+        run = await runs_store.run_for_step(conn, run_id)
+        if run is None or run.status not in ("queued", "running"):
+            return
+        ready = await runs_store.ready_steps(conn, run_id)
+        if ready:
+            await self.dispatch.send(run_id, ready)
+        owner = Owner(tenant=run.tenant, subject=run.owner)
+        version = await store.get_version(conn, owner, run.pipeline_id, run.version)
+        if version is not None:
+            await self._end_if_done(
+                conn, run, PipelineDefinition.model_validate(version.definition)
+            )
 
     async def _end_if_done(
         self, conn: Connection, run: RunRow, definition: PipelineDefinition
