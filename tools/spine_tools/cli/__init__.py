@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 
 # Modules under spine_tools.cli that contribute sub-commands.
-COMMAND_MODULES = ("models", "db", "local", "dev", "usage", "openapi")
+COMMAND_MODULES = ("models", "db", "local", "dev", "usage", "openapi", "batch")
 
 
 def build_parser() -> argparse.ArgumentParser:
