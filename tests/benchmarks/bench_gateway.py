@@ -181,14 +181,14 @@ def run(args: argparse.Namespace, folder: Path, base_url: str) -> int:
     return 0
 
 
-def create_key(db_url: str) -> str:
+def create_key(db_url: str, scopes: tuple[str, ...] = ()) -> str:
     import psycopg
 
     from spine.storage.api_keys import create_key as create
 
     async def go() -> str:
         async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as conn:
-            key, _ = await create(conn, "bench", prefix="sk-spine-")
+            key, _ = await create(conn, "bench", prefix="sk-spine-", scopes=list(scopes))
             return key
 
     loop = asyncio.new_event_loop()
