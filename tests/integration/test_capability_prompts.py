@@ -237,3 +237,61 @@ def test_list_filters_by_category_tag_and_search(env: Env, gateway: Gateway, ali
     assert slugs("search=%25") == []  # a literal %, not a wildcard
     assert "summarize" in slugs("include_system=true")
     assert gateway.request("GET", "/v1/prompts", query="tag=Bad!", key=alice).status == 400
+
+
+def test_a_tenants_shared_prompt_overrides_the_system_prompt_for_its_principals(
+    env: Env, gateway: Gateway
+) -> None:
+    acme_admin = env.create_key("acme-admin", principal="ops", tenant="acme", scopes=["admin"])
+    alice = env.create_key("alice", principal="alice", tenant="acme")
+    bob = env.create_key("bob", principal="bob", tenant="other")
+    # Given acme's admin shares its own summarize prompt with the tenant
+    shared = gateway.request(
+        "POST",
+        "/v1/prompts",
+        json_body={
+            "slug": "summarize",
+            "template": "ACME STYLE: {{content}}",
+            "shared": True,
+        },
+        key=acme_admin,
+    )
+    assert shared.status == 201, shared.body
+    assert shared.json()["shared"] is True and shared.json()["is_system"] is False
+    # When a principal of acme, and one of another tenant, summarize
+    summary = json.dumps({"summary": "Short.", "key_points": ["One."]})
+    env.fakes.script(
+        "openai",
+        Reply(openai_api.chat_completion(summary)),
+        Reply(openai_api.chat_completion(summary)),
+    )
+    for key in (alice, bob):
+        result = gateway.request(
+            "POST",
+            "/v1/summarize",
+            json_body={"content": "Some text.", "model": "gpt-test"},
+            key=key,
+        )
+        assert result.status == 200, result.body
+    alice_sent, bob_sent = (r.json["messages"][-1]["content"] for r in env.fakes.requests("openai"))
+    # Then acme's principals run the tenant's prompt, the other tenant the system one
+    assert alice_sent.startswith("ACME STYLE:")
+    assert not bob_sent.startswith("ACME STYLE:")
+    # And acme's principals read it but do not change it; others do not see it
+    assert gateway.request("GET", "/v1/prompts/summarize", key=alice).json()["shared"] is True
+    writer = env.create_key("writer", principal="w", tenant="acme", scopes=["prompts:write"])
+    edit = gateway.request(
+        "PATCH", "/v1/prompts/summarize", json_body={"template": "x {{content}}"}, key=writer
+    )
+    assert edit.status == 403 and edit.error["code"] == "shared_prompt"
+    assert gateway.request("GET", "/v1/prompts/summarize", key=bob).json()["shared"] is False
+    listed = gateway.request("GET", "/v1/prompts", key=alice).json()["data"]
+    assert [p["slug"] for p in listed] == ["summarize"]
+    # And only a tenant's admin shares one
+    refused = gateway.request(
+        "POST",
+        "/v1/prompts",
+        json_body={"slug": "mine", "template": "{{content}}", "shared": True},
+        key=writer,
+    )
+    assert refused.status == 403 and refused.error["param"] == "shared"

@@ -1,7 +1,7 @@
 """Which prompt version gives a capability its instructions: the caller's own prompt
-of the capability's slug when it has one (an override), else the system prompt,
-seeded on first use. Of that prompt, the version labelled `production`, else the
-newest."""
+of the capability's slug when it has one (an override), else its tenant's shared
+prompt of that slug, else the system prompt, seeded on first use. Of that prompt, the
+version labelled `production`, else the newest."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from spine.auth.principal import Principal
 from spine.capabilities.seeds import CATEGORY, Seed
 from spine.errors import NotFoundError
-from spine.prompts.service import owner_of
+from spine.prompts.service import readable_owners
 from spine.prompts.templates import declare
 from spine.schemas.prompt_content import PromptContent
 from spine.storage import prompts as store
@@ -31,7 +31,11 @@ async def capability_prompt(
     database: Database, principal: Principal, seed: Seed
 ) -> CapabilityPrompt:
     conn = await database.connection()
-    prompt = await store.get_prompt(conn, owner_of(principal), slug=seed.slug)
+    prompt = None
+    # The caller's own prompt of the slug, else its tenant's shared one, else the
+    # system prompt (seeded on first use).
+    for owner in readable_owners(principal)[:-1]:
+        prompt = prompt or await store.get_prompt(conn, owner, slug=seed.slug)
     if prompt is None:
         prompt = await _system_prompt(conn, seed)
     number = await store.label_version(conn, prompt.id, PRODUCTION_LABEL)

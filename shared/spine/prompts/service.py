@@ -40,7 +40,7 @@ from spine.schemas.prompts import (
 from spine.storage import db
 from spine.storage import prompts as store
 from spine.storage.db import Database
-from spine.storage.owner import SYSTEM_OWNER, Owner
+from spine.storage.owner import SYSTEM_OWNER, Owner, tenant_owner
 from spine.storage.prompts import PromptFilter, PromptRow, PromptVersionRow
 
 # Chat request fields a prompt's parameters may not set: execute-prompt supplies
@@ -72,6 +72,30 @@ def owner_of(principal: Principal) -> Owner:
     return Owner(tenant=principal.tenant or "", subject=principal.subject)
 
 
+def _shared_owner(principal: Principal) -> Owner:
+    """Where a tenant's shared prompt goes: only a tenant's admin creates one."""
+    if not principal.tenant:
+        raise InvalidRequestError(
+            "A shared prompt belongs to a tenant, and this credential has none.",
+            param="shared",
+        )
+    if not principal.has_scope("admin"):
+        raise PermissionDeniedError(
+            "Only an admin of the tenant creates its shared prompts.",
+            param="shared",
+            code="insufficient_scope",
+        )
+    return tenant_owner(principal.tenant)
+
+
+def readable_owners(principal: Principal) -> list[Owner]:
+    """Whose prompts the caller reads, most specific first: its own, its tenant's
+    shared ones, the system prompts."""
+    own = owner_of(principal)
+    shared = [tenant_owner(principal.tenant)] if principal.tenant else []
+    return [own, *shared, SYSTEM_OWNER]
+
+
 def owner_of_row(prompt: PromptRow) -> Owner:
     """Who owns `prompt` (SYSTEM_OWNER for a system prompt): writes are scoped by it."""
     return Owner(tenant=prompt.tenant, subject=prompt.owner)
@@ -82,7 +106,7 @@ async def create_prompt(database: Database, principal: Principal, body: PromptCr
     conn = await database.connection()
     prompt, version = await store.create_prompt(
         conn,
-        owner_of(principal),
+        _shared_owner(principal) if body.shared else owner_of(principal),
         slug=body.slug,
         name=body.name if body.name is not None else body.slug,
         description=body.description,
@@ -101,14 +125,15 @@ async def list_prompts(
     after: str | None,
     where: PromptFilter | None = None,
 ) -> tuple[list[PromptRow], bool]:
-    """A page of the caller's prompts (and the system prompts, when asked for) that
-    match `where`, newest first, and whether more follow."""
+    """A page of the caller's prompts and its tenant's shared ones (and the system
+    prompts, when asked for) that match `where`, newest first, and whether more
+    follow."""
     owner = owner_of(principal)
     conn = await database.connection()
     cursor = None
     if after is not None:
         cursor = _parse_uuid(after, param="after")
-        if await _get_readable(conn, owner, prompt_id=cursor) is None:
+        if await _get_readable(conn, principal, prompt_id=cursor) is None:
             raise InvalidRequestError(
                 f"'after' is not one of your prompts: {after}", param="after", code="invalid_cursor"
             )
@@ -123,36 +148,36 @@ async def find_prompt(
     system prompt of that id or slug; 404 for anyone else's. With `write`, a system
     prompt needs the `admin` scope (403 otherwise: its existence is no secret)."""
     conn = await database.connection()
-    owner = owner_of(principal)
     prompt_id = _as_uuid(ref)
-    if prompt_id is not None:
-        prompt = await _get_readable(conn, owner, prompt_id=prompt_id)
-    else:
-        prompt = await _get_readable(conn, owner, slug=_checked_slug(ref))
+    slug = None if prompt_id is not None else _checked_slug(ref)
+    prompt = await _get_readable(conn, principal, prompt_id=prompt_id, slug=slug)
     if prompt is None:
         raise NotFoundError(f"No prompt found with id or slug '{ref}'.", param=_SLUG_OR_ID)
-    if write and prompt.is_system and not principal.has_scope("admin"):
+    if write and not prompt.owner and not principal.has_scope("admin"):
+        kind = "a system prompt" if prompt.is_system else "the tenant's shared prompt"
         raise PermissionDeniedError(
-            f"'{prompt.slug}' is a system prompt: only admins change it. Create your own "
+            f"'{prompt.slug}' is {kind}: only admins change it. Create your own "
             "prompt with this slug to override it for your calls.",
             param=_SLUG_OR_ID,
-            code="system_prompt",
+            code="system_prompt" if prompt.is_system else "shared_prompt",
         )
     return prompt
 
 
 async def _get_readable(
     conn: db.Connection,
-    owner: Owner,
+    principal: Principal,
     *,
     prompt_id: uuid.UUID | None = None,
     slug: str | None = None,
 ) -> PromptRow | None:
-    """The owner's prompt, else the system prompt of that id or slug."""
-    own = await store.get_prompt(conn, owner, prompt_id=prompt_id, slug=slug)
-    if own is not None:
-        return own
-    return await store.get_prompt(conn, SYSTEM_OWNER, prompt_id=prompt_id, slug=slug)
+    """The caller's prompt of that id or slug, else its tenant's shared one, else the
+    system prompt."""
+    for owner in readable_owners(principal):
+        found = await store.get_prompt(conn, owner, prompt_id=prompt_id, slug=slug)
+        if found is not None:
+            return found
+    return None
 
 
 async def get_prompt(

@@ -11,7 +11,15 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    field_validator,
+    model_validator,
+)
 
 from spine.schemas.openai import ChatCompletion
 from spine.schemas.public import PublicModel
@@ -76,6 +84,10 @@ class PromptCreate(_ContentFields):
     description: Annotated[str, Field(max_length=4000)] = ""
     category: Category = ""
     tags: Tags = Field(default_factory=list)
+    # The tenant's prompt rather than the caller's own (a tenant admin's): every
+    # principal of the tenant reads and runs it, and a capability uses it in place of
+    # the system prompt of its slug.
+    shared: StrictBool = False
 
     @field_validator("slug")
     @classmethod
@@ -184,6 +196,9 @@ class PromptSummary(PublicModel):
     updated_at: int
     # A system prompt: every caller reads and runs it, only admins change it.
     is_system: bool
+    # The tenant's shared prompt: every principal of the tenant reads and runs it, its
+    # admins change it.
+    shared: bool
     category: str
     tags: list[str]
 

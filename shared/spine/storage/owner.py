@@ -20,3 +20,9 @@ class Owner:
 # Nobody: the owner of the system prompts (every caller reads them, admins change
 # them). No principal has an empty subject (`spine.prompts.service.owner_of`).
 SYSTEM_OWNER = Owner(tenant="", subject="")
+
+
+def tenant_owner(tenant: str) -> Owner:
+    """The owner of a tenant's shared prompts: the tenant, no principal. Only a tenant
+    has one ('' is the system prompts' owner)."""
+    return Owner(tenant=tenant, subject="")

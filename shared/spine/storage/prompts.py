@@ -60,13 +60,15 @@ WHERE tenant = %(tenant)s AND owner = %(owner)s AND slug = %(slug)s
 
 # Keyset pagination, newest first: rows strictly after the cursor row. A cursor
 # that is not one of the listed prompts yields no cursor row (checked apart).
-# The filters narrow one owner's prompts (and the system prompts, when asked for):
+# The filters narrow one owner's prompts and its tenant's shared ones (owner '', in
+# a tenant), and the system prompts when asked for:
 # few rows, so the scope's index serves them.
 _LIST = """
 SELECT id, tenant, owner, slug, name, description, latest_version, created_at, updated_at,
        is_system, category, tags
 FROM prompts AS p
-WHERE ((tenant = %(tenant)s AND owner = %(owner)s) OR (%(system)s AND is_system))
+WHERE ((tenant = %(tenant)s AND (owner = %(owner)s OR (owner = '' AND tenant <> '')))
+       OR (%(system)s AND is_system))
   AND (%(category)s::text IS NULL OR category = %(category)s)
   AND (%(tag)s::text IS NULL OR %(tag)s = ANY (tags))
   AND (%(search)s::text IS NULL OR slug ILIKE %(search)s OR name ILIKE %(search)s
@@ -74,7 +76,9 @@ WHERE ((tenant = %(tenant)s AND owner = %(owner)s) OR (%(system)s AND is_system)
   AND (%(after)s::uuid IS NULL OR (created_at, id) < (
         SELECT created_at, id FROM prompts AS c
         WHERE c.id = %(after)s::uuid
-          AND ((c.tenant = %(tenant)s AND c.owner = %(owner)s) OR (%(system)s AND c.is_system))))
+          AND ((c.tenant = %(tenant)s
+                AND (c.owner = %(owner)s OR (c.owner = '' AND c.tenant <> '')))
+               OR (%(system)s AND c.is_system))))
 ORDER BY created_at DESC, id DESC
 LIMIT %(limit)s
 """

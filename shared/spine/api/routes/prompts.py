@@ -272,6 +272,7 @@ def prompt_summary(row: PromptRow) -> PromptSummary:
         created_at=epoch(row.created_at),
         updated_at=epoch(row.updated_at),
         is_system=row.is_system,
+        shared=not row.owner and bool(row.tenant),
         category=row.category,
         tags=list(row.tags),
     )
