@@ -47,6 +47,9 @@ logger = get_logger(__name__)
 # (the workflows function's timeout), so only a dead instance's lease runs out.
 LEASE_SECONDS = 360.0
 _DONE = frozenset({"succeeded", "skipped"})
+# Definitions of the versions this container ran (immutable, so never stale).
+_DEFINITIONS: dict[tuple[uuid.UUID, int], PipelineDefinition] = {}
+_DEFINITIONS_KEPT = 256
 
 
 class StepBusyError(Exception):
@@ -168,11 +171,9 @@ class Runner:
             return await self._not_claimed(conn, run_id, step_id)
         run = await runs_store.run_for_step(conn, run_id)
         assert run is not None  # the step's row exists, so does its run
-        await runs_store.start_run(conn, run_id)
-        owner = Owner(tenant=run.tenant, subject=run.owner)
-        version = await store.get_version(conn, owner, run.pipeline_id, run.version)
-        assert version is not None  # a run's version cannot be deleted without the run
-        definition = PipelineDefinition.model_validate(version.definition)
+        if run.status == "queued":
+            await runs_store.start_run(conn, run_id)
+        definition = await self._definition(conn, run)
         step = next(s for s in definition.steps if s.id == step_id)
         steps = await runs_store.steps_of(conn, run_id)
         variables = {**run.inputs, **{s.step_id: s.output for s in steps if s.status in _DONE}}
@@ -187,8 +188,23 @@ class Runner:
         ready = await runs_store.ready_steps(conn, run_id)
         if ready:
             await self.dispatch.send(run_id, ready)
-        await self._end_if_done(conn, run, definition)
+        else:  # with a step ready, the run cannot be done
+            await self._end_if_done(conn, run, definition)
         return outcome.status
+
+    async def _definition(self, conn: Connection, run: RunRow) -> PipelineDefinition:
+        """The run's definition; a version never changes, so it is read once per
+        container."""
+        key = (run.pipeline_id, run.version)
+        known = _DEFINITIONS.get(key)
+        if known is None:
+            owner = Owner(tenant=run.tenant, subject=run.owner)
+            version = await store.get_version(conn, owner, run.pipeline_id, run.version)
+            assert version is not None  # a run's version goes only with the run
+            known = _DEFINITIONS[key] = PipelineDefinition.model_validate(version.definition)
+            while len(_DEFINITIONS) > _DEFINITIONS_KEPT:
+                _DEFINITIONS.pop(next(iter(_DEFINITIONS)))
+        return known
 
     async def _outcome(self, step: Any, variables: dict[str, Any], run: RunRow) -> StepOutcome:
         if step.when is not None and not truthy(evaluate(step.when, variables)):
@@ -228,12 +244,7 @@ class Runner:
         ready = await runs_store.ready_steps(conn, run_id)
         if ready:
             await self.dispatch.send(run_id, ready)
-        owner = Owner(tenant=run.tenant, subject=run.owner)
-        version = await store.get_version(conn, owner, run.pipeline_id, run.version)
-        if version is not None:
-            await self._end_if_done(
-                conn, run, PipelineDefinition.model_validate(version.definition)
-            )
+        await self._end_if_done(conn, run, await self._definition(conn, run))
 
     async def _end_if_done(
         self, conn: Connection, run: RunRow, definition: PipelineDefinition
