@@ -290,3 +290,20 @@ def test_a_tenant_cannot_reach_another_tenants_files_or_batches(stack: str, env:
 def test_files_need_a_credential(stack: str) -> None:
     answer = httpx.post(f"{stack}/v1/files", files={"file": ("a", b"x")}, data={"purpose": "batch"})
     assert answer.status_code == 401
+
+
+def test_text_with_nul_in_an_upload_is_a_400_naming_it(env: Env, api_key: str) -> None:
+    from tests.integration.gateway import Gateway
+
+    gateway = Gateway()
+    try:
+        result = gateway.request(
+            "POST",
+            "/v1/uploads",
+            json_body={"bytes": 1, "filename": "a.jsonl", "mime_type": "\x00", "purpose": "batch"},
+            key=api_key,
+        )
+    finally:
+        gateway.close()
+    assert result.status == 400, result.body
+    assert result.error["param"] == "mime_type"

@@ -119,3 +119,36 @@ def test_writes_need_the_prompts_write_scope(gateway: Gateway, env: Env) -> None
         "POST", "/v1/pipelines", json_body={"slug": "x", "definition": DEFINITION}, key=reader
     )
     assert result.status == 403, result.body
+
+
+def test_a_definition_may_be_written_as_yaml(gateway: Gateway, alice: str) -> None:
+    yaml_text = (
+        "inputs: [ticket]\n"
+        "steps:\n"
+        "  - id: brief\n"
+        "    type: capability\n"
+        "    capability: summarize\n"
+        "    with: {content: ticket}\n"
+        "  - id: result\n"
+        "    type: transform\n"
+        "    expression: brief.summary\n"
+    )
+    created = gateway.request(
+        "POST", "/v1/pipelines", json_body={"slug": "yaml", "definition": yaml_text}, key=alice
+    )
+    assert created.status == 201, created.body
+    assert created.json()["definition"]["steps"][0]["with"] == {"content": "ticket"}
+    broken = gateway.request(
+        "POST",
+        "/v1/pipelines",
+        json_body={"slug": "broken", "definition": "steps: [\n  - id: a\n"},
+        key=alice,
+    )
+    assert broken.status == 400 and broken.error["param"] == "definition"
+    assert "not valid YAML" in broken.error["message"]
+    # Aliases would let a few bytes expand to gigabytes ("billion laughs"): refused
+    laughs = 'a: &a ["x","x"]\nb: &b [*a,*a]\nc: &c [*b,*b]\nsteps: [*c]\n'
+    bomb = gateway.request(
+        "POST", "/v1/pipelines", json_body={"slug": "laughs", "definition": laughs}, key=alice
+    )
+    assert bomb.status == 400 and "aliases are not allowed" in bomb.error["message"]

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from spine.schemas.prompts import Slug
 from spine.schemas.public import PublicModel
@@ -143,15 +143,47 @@ class PipelineDefinition(_Strict):
 # --- the API ---------------------------------------------------------------------------
 
 
+def _from_yaml(value: Any) -> Any:
+    """A definition given as YAML text (as one writes it by hand), read as the object
+    it spells; anything else is left to the model's own checks."""
+    if not isinstance(value, str):
+        return value
+    import yaml  # noqa: PLC0415 - only definitions written as YAML need it
+
+    class NoAliases(yaml.SafeLoader):
+        """YAML without anchors' aliases: a few bytes of nested aliases expand to
+        gigabytes (the "billion laughs"), and a definition never needs one."""
+
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            if self.check_event(yaml.AliasEvent):
+                mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
+                raise yaml.composer.ComposerError(None, None, "aliases are not allowed", mark)
+            return super().compose_node(parent, index)
+
+    try:
+        loaded = yaml.load(value, Loader=NoAliases)  # noqa: S506 - a SafeLoader, less aliases
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        raise ValueError(f"not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+    if not isinstance(loaded, dict):
+        raise ValueError("YAML that is not a mapping of inputs, steps and output")
+    return loaded
+
+
+# A definition as an object, or as YAML text.
+Definition = Annotated[PipelineDefinition, BeforeValidator(_from_yaml)]
+
+
 class PipelineCreate(_Strict):
     slug: Slug
     name: str | None = Field(default=None, max_length=200)
     description: str | None = Field(default=None, max_length=2000)
-    definition: PipelineDefinition
+    definition: Definition
 
 
 class PipelineVersionCreate(_Strict):
-    definition: PipelineDefinition
+    definition: Definition
     description: str | None = Field(default=None, max_length=2000)
 
 

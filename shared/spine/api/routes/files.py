@@ -93,6 +93,12 @@ async def create_file(request: Request, principal: PrincipalDep, state: StateDep
     fields = await _form_parts(request, state, "file", "purpose")
     filename, content = _required(fields, "file", file=True)
     purpose = _required(fields, "purpose")
+    if "\x00" in str(filename):  # Postgres cannot hold NUL in text (the one rule)
+        raise InvalidRequestError(
+            "The file's name may not contain NUL characters.",
+            param="file",
+            code="invalid_characters",
+        )
     row = await service.create_file(
         state.database,
         state.settings.batch,
@@ -160,7 +166,7 @@ async def delete_file(file_id: str, principal: PrincipalDep, state: StateDep) ->
 @router.post("/v1/uploads", openapi_extra=json_body(UploadCreate))
 async def create_upload(request: Request, principal: PrincipalDep, state: StateDep) -> UploadPublic:
     service.owner_of(principal)
-    body = await parse_body(request, UploadCreate)
+    body = await parse_body(request, UploadCreate, stored=True)
     row = await service.create_upload(
         state.database,
         state.settings.batch,
@@ -191,7 +197,7 @@ async def complete_upload(
     upload_id: str, request: Request, principal: PrincipalDep, state: StateDep
 ) -> UploadPublic:
     service.owner_of(principal)
-    body = await parse_body(request, UploadComplete)
+    body = await parse_body(request, UploadComplete, stored=True)
     row, file_row = await service.complete_upload(
         state.database, state.settings.batch, principal, upload_id, body.part_ids
     )
