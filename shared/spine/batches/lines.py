@@ -19,9 +19,9 @@ from pydantic import BaseModel, ValidationError
 
 from spine.auth.principal import Principal
 from spine.errors import InvalidRequestError, ServiceUnavailableError, SpineError, error_body
-from spine.ledger.recorder import SettlingRecorder, UsageEntry, UsageRecorder
-from spine.limits.admission import admit_with, estimate_cost, estimate_tokens, release_with
+from spine.ledger.recorder import UsageEntry, UsageRecorder
 from spine.pipeline import run
+from spine.pipeline.admitted import admitted_call
 from spine.pipeline.chain import is_retryable
 from spine.pipeline.context import CallContext
 from spine.pipeline.kinds import CHAT, COMPLETIONS, EMBEDDINGS
@@ -148,31 +148,19 @@ async def _call(
     max_tokens = getattr(parsed, "max_completion_tokens", None) or getattr(
         parsed, "max_tokens", None
     )
-    reservation = await admit_with(
-        database,
-        principal,
-        settings.limits,
-        resolved.entry,
-        tokens=estimate_tokens(size, max_tokens),
-        cost_usd=estimate_cost(resolved.entry, size, max_tokens),
-    )
-    settling: UsageRecorder = recorder
-    if reservation is not None:
-        settling = SettlingRecorder(recorder, reservation, database)
-    ctx = CallContext(
-        request_id=rid,
-        principal=principal,
+    async with admitted_call(
+        database=database,
         settings=settings,
         registry=registry,
-        recorder=BatchRecorder(settling, batch.id, attempt),
-        database=database,
+        recorder=recorder,
+        principal=principal,
         resolved=resolved,
-    )
-    try:
+        request_id=rid,
+        request_bytes=size,
+        max_tokens=max_tokens,
+        wrap=lambda settling: BatchRecorder(settling, batch.id, attempt),
+    ) as ctx:
         return await _answer(batch.endpoint, parsed, ctx, database, principal)
-    finally:
-        if reservation is not None:
-            await release_with(database, reservation)
 
 
 async def _answer(

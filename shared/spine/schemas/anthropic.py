@@ -170,13 +170,6 @@ class MessagesRequest(ModelRequest):
         copy._chat, copy._betas, copy._dropped = chat, self._betas, dropped
         return copy
 
-    def system_text(self) -> str:
-        if self.system is None:
-            return ""
-        if isinstance(self.system, str):
-            return self.system
-        return "\n\n".join(block.text for block in self.system)
-
     def wire_body(self) -> dict[str, Any]:
         """The request as a Claude model receives it: every field the client sent."""
         return self.model_dump(mode="json", exclude_unset=True, exclude={"stream"})

@@ -14,10 +14,9 @@ from pydantic import ValidationError
 from spine.auth.principal import Principal
 from spine.capabilities import run as capability_run
 from spine.capabilities import tasks
-from spine.ledger.recorder import SettlingRecorder, UsageRecorder
-from spine.limits.admission import admit_with, estimate_cost, estimate_tokens, release_with
+from spine.ledger.recorder import UsageRecorder
 from spine.pipeline import run
-from spine.pipeline.context import CallContext
+from spine.pipeline.admitted import admitted_call
 from spine.pipeline.kinds import CHAT
 from spine.prompts import service as prompts
 from spine.prompts.templates import declare, render
@@ -130,33 +129,18 @@ class PipelineCalls:
     ) -> Any:
         """`call(ctx)` admitted on what the model is sent, as the run's principal; an
         estimate no provider call settled is given back."""
-        size = len(request.model_dump_json(exclude_none=True))
-        limit = request.output_limit()
-        reservation = await admit_with(
-            self.database,
-            self.principal,
-            self.settings.limits,
-            resolved.entry,
-            tokens=estimate_tokens(size, limit),
-            cost_usd=estimate_cost(resolved.entry, size, limit),
-        )
-        recorder: UsageRecorder = self.recorder
-        if reservation is not None:
-            recorder = SettlingRecorder(self.recorder, reservation, self.database)
-        ctx = CallContext(
-            request_id=request_id,
-            principal=self.principal,
+        async with admitted_call(
+            database=self.database,
             settings=self.settings,
             registry=self.registry,
-            recorder=recorder,
-            database=self.database,
+            recorder=self.recorder,
+            principal=self.principal,
             resolved=resolved,
-        )
-        try:
+            request_id=request_id,
+            request_bytes=len(request.model_dump_json(exclude_none=True)),
+            max_tokens=request.output_limit(),
+        ) as ctx:
             return await call(ctx)
-        finally:
-            if reservation is not None:
-                await release_with(self.database, reservation)
 
 
 def _scalars(values: dict[str, Any]) -> dict[str, str | int | float | bool]:
