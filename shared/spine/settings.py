@@ -216,7 +216,15 @@ class BatchSettings(_Section):
     enqueue_chunk: Annotated[int, Field(ge=10)] = 5000
     # A line's JSON travels in its message up to this size; larger, it is read from
     # the file by its byte range (an SQS message holds 256 KB).
-    inline_line_bytes: Annotated[int, Field(ge=0, le=250_000)] = 200_000
+    inline_line_bytes: Annotated[int, Field(ge=0, le=200_000)] = 200_000
+    # Lines per queue message (fewer when their requests fill one): the queue's round
+    # trips and the line bookkeeping are paid per message. A message runs within one
+    # invocation, so a group of slow calls must fit the function's timeout.
+    lines_per_message: Annotated[int, Field(ge=1, le=1000)] = 50
+    # Model calls one invocation of the batch function makes at once (across the
+    # messages it was handed): the event source's MaximumConcurrency times this is
+    # what batches send a provider at most.
+    line_concurrency: Annotated[int, Field(ge=1, le=1000)] = 16
 
 
 class CorsSettings(_Section):

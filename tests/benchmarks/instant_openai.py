@@ -5,10 +5,13 @@ smallest possible upstream, so what the gateway adds is not hidden behind the fa
 own cost. A request with
 `"stream": true` gets a chunked event stream instead, its first chunk flushed at once
 (what time-to-first-chunk measures), then the rest, the usage chunk and `[DONE]`,
-REST_AFTER_MS later (default 0: all at once). A request whose `response_format`
+REST_AFTER_MS later (default 0: all at once). Any other answer leaves ANSWER_AFTER_MS
+after its request came (default 0: at once; a hosted model's latency for benchmarks
+of concurrency). A request whose `response_format`
 names a capability's JSON Schema (bench_capabilities.py) gets a valid answer of that
 shape instead of "ok".
-Run as a process: `python tests/benchmarks/instant_openai.py PORT [REST_AFTER_MS]`.
+Run as a process:
+`python tests/benchmarks/instant_openai.py PORT [REST_AFTER_MS [ANSWER_AFTER_MS]]`.
 """
 
 from __future__ import annotations
@@ -117,7 +120,10 @@ def _http_chunk(data: bytes) -> bytes:
 
 
 async def handle(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, rest_after: float = 0.0
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    rest_after: float = 0.0,
+    answer_after: float = 0.0,
 ) -> None:
     try:
         while True:
@@ -134,18 +140,19 @@ async def handle(
                 if rest_after:
                     await asyncio.sleep(rest_after)
                 writer.write(_http_chunk(REST_EVENTS) + b"0\r\n\r\n")
-            elif head.split(b" ", 2)[1].endswith(b"/embeddings"):
-                writer.write(EMBEDDING_RESPONSE)
             else:
-                writer.write(_answer(body))
+                if answer_after:
+                    await asyncio.sleep(answer_after)
+                embeddings = head.split(b" ", 2)[1].endswith(b"/embeddings")
+                writer.write(EMBEDDING_RESPONSE if embeddings else _answer(body))
             await writer.drain()
     except (asyncio.IncompleteReadError, ConnectionError):
         writer.close()
 
 
-async def main(port: int, rest_after_ms: float = 0.0) -> None:
+async def main(port: int, rest_after_ms: float = 0.0, answer_after_ms: float = 0.0) -> None:
     server = await asyncio.start_server(
-        lambda r, w: handle(r, w, rest_after_ms / 1000), "127.0.0.1", port
+        lambda r, w: handle(r, w, rest_after_ms / 1000, answer_after_ms / 1000), "127.0.0.1", port
     )
     print("ready", flush=True)
     async with server:
@@ -153,4 +160,4 @@ async def main(port: int, rest_after_ms: float = 0.0) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(int(sys.argv[1]), float(sys.argv[2]) if len(sys.argv) > 2 else 0.0))
+    asyncio.run(main(int(sys.argv[1]), *(float(arg) for arg in sys.argv[2:4])))

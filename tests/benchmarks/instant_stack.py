@@ -18,12 +18,19 @@ BENCH_DIR = Path(__file__).resolve().parent
 
 
 @contextmanager
-def instant_stack(model_extra: str) -> Iterator[str]:
-    """The instant upstream's base URL, with the environment pointing Spine at it."""
+def instant_stack(model_extra: str, *, answer_after_ms: float = 0) -> Iterator[str]:
+    """The instant upstream's base URL, with the environment pointing Spine at it;
+    `answer_after_ms` makes it a model with that latency."""
     folder = Path(tempfile.mkdtemp(prefix="spine-bench-"))
     port = free_port()
     upstream = subprocess.Popen(
-        [sys.executable, str(BENCH_DIR / "instant_openai.py"), str(port)],
+        [
+            sys.executable,
+            str(BENCH_DIR / "instant_openai.py"),
+            str(port),
+            "0",
+            str(answer_after_ms),
+        ],
         stdout=subprocess.PIPE,
         text=True,
     )

@@ -80,9 +80,9 @@ def batch_rows(env: Env, batch_id: str) -> list[dict[str, Any]]:
 def test_a_batch_with_failing_calls_accounts_for_every_line_once(
     stack: str, env: Env, api_key: str
 ) -> None:
-    # Given 200 chat lines, and an upstream that fails 10% of calls: half with a
+    # Given 1,000 chat lines, and an upstream that fails 10% of calls: half with a
     # transient 500 (retried), half with a 400 (the line's answer is that error)
-    count = 200
+    count = 1000
     actions: list[Any] = []
     for i in range(count):
         actions.append(Fail(500) if i % 20 == 5 else Fail(400) if i % 20 == 15 else Delay(0))
@@ -131,8 +131,14 @@ def test_a_batch_with_failing_calls_accounts_for_every_line_once(
     queue_url = next(
         u for u in boto3.client("sqs").list_queues()["QueueUrls"] if u.endswith("batchqueue")
     )
-    redelivered = messages.line(batch.id, 1, "req-0", json.loads(chat_line(0)), offset=0, length=0)
-    boto3.client("sqs").send_message(QueueUrl=queue_url, MessageBody=json.dumps(redelivered))
+    first_lines = [
+        messages.line_ref(n + 1, f"req-{n}", json.loads(chat_line(n)), offset=0, length=0)
+        for n in range(3)
+    ]
+    # (and a single line's message, as an earlier version queued them)
+    legacy = {"kind": "line", "batch": batch.id, **first_lines[0]}
+    for redelivered in (messages.lines(batch.id, first_lines), legacy):
+        boto3.client("sqs").send_message(QueueUrl=queue_url, MessageBody=json.dumps(redelivered))
     time.sleep(3)
     # Then it runs nothing and bills nothing
     assert len(env.fakes.requests("openai")) == calls
@@ -140,9 +146,18 @@ def test_a_batch_with_failing_calls_accounts_for_every_line_once(
     assert client.batches.list().data[0].id == batch.id
 
 
-def test_cancel_stops_new_lines_and_keeps_finished_ones(stack: str, env: Env, api_key: str) -> None:
-    # Given a slow upstream and a batch of 200 lines (more than run at once: 4
-    # containers of 10 records)
+def test_cancel_stops_new_lines_and_keeps_finished_ones(
+    env: Env, aws_endpoint: str, api_key: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a slow upstream and a batch of 200 lines, many more than run at once
+    # (4 containers of 2 calls each, messages of 10 lines)
+    monkeypatch.setenv("SPINE_BATCH__LINE_CONCURRENCY", "2")
+    monkeypatch.setenv("SPINE_BATCH__LINES_PER_MESSAGE", "10")
+    with running_emulator(env, pool_size=4, aws_endpoint=aws_endpoint) as stack:
+        cancel_mid_run(stack, env, api_key)
+
+
+def cancel_mid_run(stack: str, env: Env, api_key: str) -> None:
     count = 200
     env.fakes.script("openai", *[Delay(0.3)] * count)
     client = sdk(stack, api_key)

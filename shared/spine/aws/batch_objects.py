@@ -18,6 +18,7 @@ from spine.aws.clients import aws_client
 MIN_PART_BYTES = 5 * 1024 * 1024
 WRITE_PART_BYTES = 8 * 1024 * 1024
 _SQS_BATCH = 10  # SQS's most messages per send
+_SQS_BATCH_BYTES = 256 * 1024  # and their most bytes together
 
 
 @dataclass(frozen=True)
@@ -101,13 +102,15 @@ class WorkQueue:
     url: str
 
     def send(self, messages: Sequence[Mapping[str, Any]], *, delay_seconds: int = 0) -> None:
-        """Send JSON messages, ten per call; raises if SQS refused any."""
+        """Send JSON messages, up to ten (and SQS's 256 KB) per call; raises if SQS
+        refused any."""
         sqs = aws_client("sqs")
-        for start in range(0, len(messages), _SQS_BATCH):
+        bodies = [json.dumps(m, separators=(",", ":")) for m in messages]
+        for group in send_groups(bodies):
             entries = [
-                {"Id": str(i), "MessageBody": json.dumps(m, separators=(",", ":"))}
+                {"Id": str(i), "MessageBody": body}
                 | ({"DelaySeconds": delay_seconds} if delay_seconds else {})
-                for i, m in enumerate(messages[start : start + _SQS_BATCH])
+                for i, body in enumerate(group)
             ]
             answer = sqs.send_message_batch(QueueUrl=self.url, Entries=entries)
             if answer.get("Failed"):
@@ -118,3 +121,18 @@ class WorkQueue:
         aws_client("sqs").change_message_visibility(
             QueueUrl=self.url, ReceiptHandle=receipt_handle, VisibilityTimeout=seconds
         )
+
+
+def send_groups(bodies: Sequence[str]) -> Iterator[list[str]]:
+    """`bodies` in order, as groups one `send_message_batch` takes."""
+    group: list[str] = []
+    size = 0
+    for body in bodies:
+        length = len(body.encode())
+        if group and (len(group) == _SQS_BATCH or size + length > _SQS_BATCH_BYTES):
+            yield group
+            group, size = [], 0
+        group.append(body)
+        size += length
+    if group:
+        yield group

@@ -6,6 +6,7 @@ on its first event, never at import."""
 from __future__ import annotations
 
 import asyncio
+import time
 from functools import cache
 from typing import Any
 
@@ -47,9 +48,13 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         # A scheduled run, on the container's loop (its database connection).
         return {"swept": _container_loop().run_until_complete(worker.sweep())}
 
+    limit = asyncio.Semaphore(worker.settings.batch.line_concurrency)
+    deadline = time.monotonic() + start_lines_within(
+        context.get_remaining_time_in_millis() / 1000, worker.settings.batch.line_lease_seconds
+    )
+
     async def record_handler(record: SQSRecord) -> None:
-        receives = int(record.attributes.approximate_receive_count or 1)
-        await worker.handle(record.body, record.receipt_handle, receives)
+        await worker.handle(record.body, limit=limit, deadline=deadline)
 
     answer = async_process_partial_response(
         event=event,
@@ -58,6 +63,13 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         context=context,
     )
     return dict(answer)
+
+
+def start_lines_within(remaining_seconds: float, line_seconds: float) -> float:
+    """How long an invocation with `remaining_seconds` may start lines: a line
+    started later might outlive the invocation (a line is given its lease to finish),
+    yet at least half the time, so an invocation always makes progress."""
+    return max(remaining_seconds - line_seconds, remaining_seconds / 2)
 
 
 def _container_loop() -> asyncio.AbstractEventLoop:

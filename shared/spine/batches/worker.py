@@ -2,12 +2,13 @@
 
 An SQS event is processed with Powertools' batch utility (`AsyncBatchProcessor`):
 its records run concurrently, and the answer's `batchItemFailures` names the ones to
-deliver again. A line is run only by the delivery that claims it
-(`spine.storage.batches.claim_line`): a message delivered twice runs once. A line
-that fails transiently is given back and its message made visible again after a
-backoff that doubles per attempt; at its last attempt (`[batch] line_attempts`)
-its error goes to the error file, so the batch still completes. The line that
-accounts for the batch's last one queues its finalization.
+deliver again. A message carries a group of lines (`spine.batches.messages`); a line
+is run only by the delivery that claims it (`spine.storage.batches.claim_lines`): a
+message delivered twice runs each line once. The invocation's model calls are
+bounded (`[batch] line_concurrency`). A line that fails transiently is given back and
+queued again after a backoff that doubles per attempt; at its last attempt (`[batch]
+line_attempts`) its error goes to the error file, so the batch still completes. The
+group that accounts for the batch's last lines queues its finalization.
 
 A scheduled event (no `Records`) sweeps open batches: past their window they expire
 (finalized with what finished), cancelled ones whose running lines never reported
@@ -18,16 +19,17 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from dataclasses import dataclass, field
-from typing import Any, NoReturn
+from typing import Any
 
 from spine.aws.batch_objects import ObjectStore, WorkQueue
 from spine.batches import messages
 from spine.batches.files import object_store
 from spine.batches.finalize import finalize
-from spine.batches.lines import Answered, TryAgain, result_line, run_line
+from spine.batches.lines import Answered, TryAgain, request_id, result_line, run_line
 from spine.batches.service import work_queue
-from spine.errors import error_body
+from spine.errors import ServiceUnavailableError, error_body
 from spine.ledger.recorder import UsageRecorder
 from spine.observability import get_logger
 from spine.registry.source import RegistrySource
@@ -40,17 +42,15 @@ from spine.storage.owner import Owner
 
 logger = get_logger(__name__)
 
-MAX_RETRY_DELAY_SECONDS = 900  # SQS's longest visibility change is 12 hours; enough
+MAX_RETRY_DELAY_SECONDS = 900  # SQS's longest delay of a message
 # A batch cancelled this long ago whose running lines never reported is closed.
 CANCEL_GRACE_SECONDS = 600
 # A finalization queued this long ago and not done is queued again.
 FINALIZE_GRACE_SECONDS = 900
+# How long a worker trusts what it read of a batch's status.
+STATUS_SECONDS = 1.0
 # A chunk of the input enqueued per invocation stops at this many bytes too.
 ENQUEUE_CHUNK_BYTES = 32 * 1024 * 1024
-
-
-class RetryLater(Exception):
-    """Raised for a record Powertools must report failed: its message comes back."""
 
 
 @dataclass
@@ -59,6 +59,9 @@ class BatchWorker:
     registry: RegistrySource
     database: Database
     recorder: UsageRecorder
+    # Whether a batch still runs lines, by id: (when read, the answer), read again
+    # after STATUS_SECONDS, so a cancel stops lines that have not started yet.
+    _running: dict[str, tuple[float, bool]] = field(default_factory=dict, init=False)
 
     @property
     def queue(self) -> WorkQueue:
@@ -68,13 +71,14 @@ class BatchWorker:
     def objects(self) -> ObjectStore:
         return object_store(self.settings.batch)
 
-    async def handle(self, body: str, receipt_handle: str, receives: int) -> None:
-        """One queue message; raises RetryLater (or any error) to have it delivered
-        again."""
+    async def handle(self, body: str, *, limit: asyncio.Semaphore, deadline: float) -> None:
+        """One queue message; raises (any error) to have it delivered again. `limit`
+        bounds the model calls the invocation makes at once; no line starts after
+        `deadline` (`time.monotonic()`), so the invocation ends within its timeout."""
         message = json.loads(body)
         kind = message.get("kind")
-        if kind == "line":
-            await self.run_line(message, receipt_handle, receives)
+        if kind in ("lines", "line"):
+            await self.run_lines(message["batch"], messages.refs_of(message), limit, deadline)
         elif kind == "start":
             await self.enqueue(message)
         elif kind == "finalize":
@@ -84,56 +88,121 @@ class BatchWorker:
 
     # --- lines ---------------------------------------------------------------------
 
-    async def run_line(self, message: dict[str, Any], receipt_handle: str, receives: int) -> None:
-        batch_id, number = message["batch"], int(message["line"])
-        batch_settings = self.settings.batch
+    async def run_lines(
+        self,
+        batch_id: str,
+        refs: list[messages.LineRef],
+        limit: asyncio.Semaphore,
+        deadline: float,
+    ) -> None:
+        """Claim a group's lines (one statement), run the claimed ones concurrently,
+        and record their results (one statement). Lines to run later (a transient
+        failure, another delivery running them, no time left) go back to the queue as
+        a new message, so this one is done once this returns: a crash before that
+        brings it back, and the claims keep what finished from running again."""
+        settings = self.settings.batch
         conn = await self.database.connection()
-        claim = await store.claim_line(
-            conn, batch_id, number, lease_seconds=batch_settings.line_lease_seconds
+        claims = await store.claim_lines(
+            conn, batch_id, [r["line"] for r in refs], lease_seconds=settings.line_lease_seconds
         )
-        if claim is None or claim[0] == "skip":
-            return  # done, cancelled, or its batch stopped: nothing to run again
-        verdict, attempt = claim
-        if verdict == "busy":  # another delivery runs it now
-            await self._later(receipt_handle, batch_settings.retry_delay_seconds)
-        batch = await store.get_batch(conn, None, batch_id)
-        assert batch is not None
-        last = attempt >= batch_settings.line_attempts or receives >= batch_settings.line_attempts
-        try:
-            request = message["request"] or await asyncio.to_thread(
-                self._read_line, batch, message["offset"], message["length"]
+        verdicts = {line: verdict for line, (verdict, _) in claims.items()}
+        runnable = [(r, claims[r["line"]][1]) for r in refs if verdicts.get(r["line"]) == "run"]
+        later = _Later()
+        # Another delivery runs these now: asked again after a while, they are skipped
+        # once it finished them, or run here once its lease ran out (it died).
+        later.add(
+            settings.retry_delay_seconds, [r for r in refs if verdicts.get(r["line"]) == "busy"]
+        )
+        finished: list[store.LineResult] = []
+        not_started: list[messages.LineRef] = []
+        if runnable:
+            batch = await store.get_batch(conn, None, batch_id)
+            assert batch is not None
+            outcomes = await asyncio.gather(
+                *(self._run_one(batch, ref, attempt, limit, deadline) for ref, attempt in runnable)
             )
-            outcome = await run_line(
-                batch,
-                message["custom_id"],
-                request,
-                attempt=attempt,
-                last_attempt=last,
-                settings=self.settings,
-                registry=self.registry.current(),
-                database=self.database,
-                recorder=self.recorder,
-            )
-        except Exception:
-            if not last:
-                await store.release_line(await self.database.connection(), batch_id, number)
-                raise
-            # A failure of Spine itself, at the line's last attempt: the error file.
-            logger.exception("batch line failed", extra={"batch_id": batch_id, "line": number})
-            body = error_body("The request failed inside Spine.", "server_error", None, None)
-            rid = f"{batch_id}:{message['custom_id']}"
-            outcome = Answered(False, result_line(message["custom_id"], rid, 500, body))
-        if isinstance(outcome, TryAgain):
-            await store.release_line(await self.database.connection(), batch_id, number)
-            delay = batch_settings.retry_delay_seconds * 2 ** (attempt - 1)
-            await self._later(receipt_handle, min(MAX_RETRY_DELAY_SECONDS, delay))
+            for (ref, attempt), outcome in zip(runnable, outcomes, strict=True):
+                if isinstance(outcome, Answered):
+                    finished.append(store.LineResult(ref["line"], outcome.ok, outcome.line))
+                elif outcome is None:
+                    not_started.append(ref)
+                else:
+                    delay = settings.retry_delay_seconds * 2 ** (attempt - 1)
+                    later.add(min(MAX_RETRY_DELAY_SECONDS, delay), [ref], release=True)
+        later.add(0, not_started, release=True)
         conn = await self.database.connection()
-        if await store.finish_line(conn, batch_id, number, ok=outcome.ok, result=outcome.line):
+        last = await store.finish_lines(conn, batch_id, finished)
+        await store.release_lines(conn, batch_id, later.released)
+        if later.released and not await self._still_running(batch_id):
+            # Cancelled meanwhile: what was given back is cancelled, not queued.
+            last = await store.cancel_pending(conn, batch_id) or last
+            later.groups.clear()
+        for delay, group in later.groups.items():
+            queued = list(
+                messages.grouped(
+                    batch_id,
+                    group,
+                    per_message=settings.lines_per_message,
+                    inline_bytes=settings.inline_line_bytes,
+                )
+            )
+            await asyncio.to_thread(self.queue.send, queued, delay_seconds=delay)
+        if last:
             await asyncio.to_thread(self.queue.send, [messages.finalize(batch_id)])
 
-    async def _later(self, receipt_handle: str, seconds: int) -> NoReturn:
-        await asyncio.to_thread(self.queue.retry_later, receipt_handle, seconds)
-        raise RetryLater(f"retry in {seconds} s")
+    async def _still_running(self, batch_id: str) -> bool:
+        """Whether the batch still runs lines (not cancelled, expired or failed), as
+        read at most STATUS_SECONDS ago."""
+        now = time.monotonic()
+        read_at, running = self._running.get(batch_id, (-STATUS_SECONDS, True))
+        if now - read_at >= STATUS_SECONDS:
+            batch = await store.get_batch(await self.database.connection(), None, batch_id)
+            running = batch is not None and batch.status == "in_progress"
+            self._running[batch_id] = (now, running)
+        return running
+
+    async def _run_one(
+        self,
+        batch: BatchRow,
+        ref: messages.LineRef,
+        attempt: int,
+        limit: asyncio.Semaphore,
+        deadline: float,
+    ) -> Answered | TryAgain | None:
+        """One claimed line's outcome; None when it was not started (out of time, or
+        its batch was cancelled while it waited its turn). A failure of Spine itself
+        is retried like a transient one, and at the line's last attempt goes to the
+        error file as a 500."""
+        last = attempt >= self.settings.batch.line_attempts
+        async with limit:
+            if time.monotonic() > deadline or not await self._still_running(batch.id):
+                return None
+            try:
+                request = ref["request"]
+                if request is None:  # too large for the message: read from the file
+                    request = await asyncio.to_thread(
+                        self._read_line, batch, ref["offset"], ref["length"]
+                    )
+                return await run_line(
+                    batch,
+                    ref["custom_id"],
+                    request,
+                    attempt=attempt,
+                    last_attempt=last,
+                    settings=self.settings,
+                    registry=self.registry.current(),
+                    database=self.database,
+                    recorder=self.recorder,
+                )
+            except Exception:
+                logger.exception(
+                    "batch line failed", extra={"batch_id": batch.id, "line": ref["line"]}
+                )
+                if not last:
+                    return TryAgain(ServiceUnavailableError("The request failed inside Spine."))
+                body = error_body("The request failed inside Spine.", "server_error", None, None)
+                rid = request_id(batch.id, ref["custom_id"])
+                return Answered(False, result_line(ref["custom_id"], rid, 500, body))
 
     def _read_line(self, batch: BatchRow, offset: int, length: int) -> dict[str, Any]:
         key = f"files/{batch.input_file_id}"
@@ -156,9 +225,9 @@ class BatchWorker:
             await store.fail(conn, batch_id, _errors("file_deleted", "The input file is gone."))
             return
         chunk = await asyncio.to_thread(
-            self._read_chunk, batch_id, input_file.s3_key, message["offset"], message["line"]
+            self._read_chunk, input_file.s3_key, message["offset"], message["line"]
         )
-        await store.insert_lines(conn, batch_id, [(m["line"], m["custom_id"]) for m in chunk.lines])
+        await store.insert_lines(conn, batch_id, [(r["line"], r["custom_id"]) for r in chunk.lines])
         await store.start(conn, batch_id)
         current = await store.get_batch(conn, None, batch_id)
         assert current is not None
@@ -167,10 +236,15 @@ class BatchWorker:
                 await asyncio.to_thread(self.queue.send, [messages.finalize(batch_id)])
             return
         follow_up = [] if chunk.done else [messages.start(batch_id, **chunk.next)]
-        await asyncio.to_thread(self.queue.send, [*chunk.lines, *follow_up])
+        groups = messages.grouped(
+            batch_id,
+            chunk.lines,
+            per_message=self.settings.batch.lines_per_message,
+            inline_bytes=self.settings.batch.inline_line_bytes,
+        )
+        await asyncio.to_thread(self.queue.send, [*groups, *follow_up])
 
-    def _read_chunk(self, batch_id: str, key: str, offset: int, line: int) -> _Chunk:
-        inline_limit = self.settings.batch.inline_line_bytes
+    def _read_chunk(self, key: str, offset: int, line: int) -> _Chunk:
         chunk = _Chunk()
         size = 0
         for raw in self.objects.lines(key, offset):
@@ -179,13 +253,8 @@ class BatchWorker:
             if raw.strip():
                 request = json.loads(raw)
                 chunk.lines.append(
-                    messages.line(
-                        batch_id,
-                        line,
-                        request["custom_id"],
-                        request if length <= inline_limit else None,
-                        offset=offset,
-                        length=length,
+                    messages.line_ref(
+                        line, request["custom_id"], request, offset=offset, length=length
                     )
                 )
                 size += length
@@ -222,7 +291,7 @@ class BatchWorker:
 
 @dataclass
 class _Chunk:
-    lines: list[messages.LineMessage] = field(default_factory=list)
+    lines: list[messages.LineRef] = field(default_factory=list)
     # Where the next chunk starts ({"offset", "line"}), unless `done`.
     next: dict[str, int] = field(default_factory=dict)
     done: bool = False
@@ -230,3 +299,18 @@ class _Chunk:
 
 def _errors(code: str, message: str) -> dict[str, Any]:
     return {"object": "list", "data": [{"code": code, "message": message}]}
+
+
+@dataclass
+class _Later:
+    """Lines to run again, by the delay before they are asked for; `released`: the
+    ones this delivery claimed, to give back first."""
+
+    groups: dict[int, list[messages.LineRef]] = field(default_factory=dict)
+    released: list[int] = field(default_factory=list)
+
+    def add(self, delay: int, refs: list[messages.LineRef], *, release: bool = False) -> None:
+        if refs:
+            self.groups.setdefault(delay, []).extend(refs)
+        if release:
+            self.released.extend(r["line"] for r in refs)

@@ -1,7 +1,7 @@
 """Batches and their lines in Postgres (OpenAI's Batch API, `spine.batches`).
 
-The API's statements are scoped by `Owner`; the batch function's (claim a line,
-record its result, finalize) name the batch by id alone: they run for the batch's
+The API's statements are scoped by `Owner`; the batch function's (claim lines,
+record their results, finalize) name the batch by id alone: they run for the batch's
 owner, whose identity the row holds. A line is the unit of idempotency: it is run by
 the delivery that claims it, and its result and the batch's counters move in one
 statement, so a redelivered message neither runs nor counts a line twice.
@@ -27,8 +27,13 @@ _COLUMNS = (
     "output_file_id, error_file_id, errors, created_at, expires_at, in_progress_at, "
     "finalizing_at, completed_at, failed_at, expired_at, cancelling_at, cancelled_at"
 )
-# The line being counted is the batch's last (the row's values before the update).
-_LAST = "completed + failed + cancelled + 1 >= total AND status IN ('in_progress', 'cancelling')"
+# The lines being counted (`c`) are the batch's last: the row's values before the
+# update, which Postgres reads again from the locked row when another update came
+# first (so two callers never both miss, or both take, the last lines).
+_LAST = (
+    "b.completed + b.failed + b.cancelled + c.done + c.failed >= b.total"
+    " AND b.status IN ('in_progress', 'cancelling')"
+)
 # Statuses in which lines still run, or wait to.
 OPEN = ("validating", "in_progress", "cancelling")
 
@@ -165,12 +170,13 @@ async def start(conn: Connection, batch_id: str) -> bool:
     return await cur.fetchone() is not None
 
 
-async def claim_line(
-    conn: Connection, batch_id: str, line: int, *, lease_seconds: float
-) -> tuple[str, int] | None:
-    """Claim a line to run: ('run', attempt) when this delivery may run it; ('skip', 0)
-    when it is done, cancelled, or its batch no longer runs lines; ('busy', 0) when
-    another delivery holds a live claim (try again later). None: no such line."""
+async def claim_lines(
+    conn: Connection, batch_id: str, lines: Sequence[int], *, lease_seconds: float
+) -> dict[int, tuple[str, int]]:
+    """Claim lines to run, in one statement; by line: ('run', attempt) when this
+    delivery may run it; ('skip', 0) when it is done, cancelled, or its batch no longer
+    runs lines; ('busy', 0) when another delivery holds a live claim (try it again
+    later). A line that does not exist is left out."""
     cur = await conn.execute(
         """
 WITH claimed AS (
@@ -178,54 +184,82 @@ WITH claimed AS (
     SET status = 'running', attempts = l.attempts + 1,
         leased_until = clock_timestamp() + make_interval(secs => %(lease)s)
     FROM batches AS b
-    WHERE l.batch_id = %(batch)s AND l.line = %(line)s AND b.id = l.batch_id
+    WHERE l.batch_id = %(batch)s AND l.line = ANY(%(lines)s) AND b.id = l.batch_id
       AND b.status = 'in_progress'
       AND (l.status = 'pending' OR (l.status = 'running' AND l.leased_until < clock_timestamp()))
-    RETURNING l.attempts
+    RETURNING l.line, l.attempts
 )
-SELECT 'run', attempts FROM claimed
+SELECT line, 'run', attempts FROM claimed
 UNION ALL
-SELECT CASE WHEN l.status = 'running' AND b.status = 'in_progress' THEN 'busy' ELSE 'skip' END, 0
+SELECT l.line,
+       CASE WHEN l.status = 'running' AND b.status = 'in_progress' THEN 'busy' ELSE 'skip' END, 0
 FROM batch_lines AS l JOIN batches AS b ON b.id = l.batch_id
-WHERE l.batch_id = %(batch)s AND l.line = %(line)s AND NOT EXISTS (SELECT 1 FROM claimed)
+WHERE l.batch_id = %(batch)s AND l.line = ANY(%(lines)s)
+  AND l.line NOT IN (SELECT line FROM claimed)
 """,
-        {"batch": batch_id, "line": line, "lease": lease_seconds},
+        {"batch": batch_id, "lines": list(lines), "lease": lease_seconds},
     )
-    row = await cur.fetchone()
-    return None if row is None else (str(row[0]), int(row[1]))
+    return {
+        int(line): (str(verdict), int(attempt)) for line, verdict, attempt in await cur.fetchall()
+    }
 
 
-async def release_line(conn: Connection, batch_id: str, line: int) -> None:
-    """Give a claimed line back (a transient failure: it is retried later)."""
+async def release_lines(conn: Connection, batch_id: str, lines: Sequence[int]) -> None:
+    """Give claimed lines back (a transient failure: they are run again later)."""
+    if not lines:
+        return
     await conn.execute(
         "UPDATE batch_lines SET status = 'pending', leased_until = NULL"
-        " WHERE batch_id = %(batch)s AND line = %(line)s AND status = 'running'",
-        {"batch": batch_id, "line": line},
+        " WHERE batch_id = %(batch)s AND line = ANY(%(lines)s) AND status = 'running'",
+        {"batch": batch_id, "lines": list(lines)},
     )
 
 
-async def finish_line(conn: Connection, batch_id: str, line: int, *, ok: bool, result: str) -> bool:
-    """Record a claimed line's result (an output line when `ok`, an error line else)
-    and count it; True when this was the batch's last line: the batch is then moved
-    to finalizing, by exactly one caller."""
-    column = "completed" if ok else "failed"
+@dataclass(frozen=True)
+class LineResult:
+    """A claimed line's outcome: its output line when `ok`, else its error line."""
+
+    line: int
+    ok: bool
+    result: str
+
+
+async def finish_lines(conn: Connection, batch_id: str, results: Sequence[LineResult]) -> bool:
+    """Record claimed lines' results and count them, in one statement; True when they
+    were the batch's last lines: the batch is then moved to finalizing, by exactly one
+    caller. A line no longer claimed (another delivery took it over after its lease
+    and finished first) is neither written again nor counted."""
+    if not results:
+        return False
     # One UPDATE of the batch row (a row updated twice in one statement keeps only
-    # one change): the counts before it are the row's, so exactly one line's update
+    # one change): the counts before it are the row's, so exactly one caller's update
     # brings them to `total`.
     cur = await conn.execute(
         f"""
-WITH line AS (
-    UPDATE batch_lines SET status = %(status)s, result = %(result)s, leased_until = NULL
-    WHERE batch_id = %(batch)s AND line = %(line)s AND status = 'running'
-    RETURNING batch_id
+WITH finished AS (
+    UPDATE batch_lines AS l SET status = r.status, result = r.result, leased_until = NULL
+    FROM unnest(%(lines)s::int[], %(statuses)s::text[], %(results)s::text[])
+         AS r(line, status, result)
+    WHERE l.batch_id = %(batch)s AND l.line = r.line AND l.status = 'running'
+    RETURNING l.status
+), counts AS (
+    SELECT count(*) FILTER (WHERE status = 'done') AS done,
+           count(*) FILTER (WHERE status = 'failed') AS failed
+    FROM finished
 )
-UPDATE batches SET {column} = {column} + 1,
-    status = CASE WHEN {_LAST} THEN 'finalizing' ELSE status END,
-    finalizing_at = CASE WHEN {_LAST} THEN clock_timestamp() ELSE finalizing_at END
-WHERE id = (SELECT batch_id FROM line)
-RETURNING completed + failed + cancelled = total AND status = 'finalizing'
+UPDATE batches AS b SET completed = b.completed + c.done, failed = b.failed + c.failed,
+    status = CASE WHEN {_LAST} THEN 'finalizing' ELSE b.status END,
+    finalizing_at = CASE WHEN {_LAST} THEN clock_timestamp() ELSE b.finalizing_at END
+FROM counts AS c
+WHERE b.id = %(batch)s AND c.done + c.failed > 0
+RETURNING b.completed + b.failed + b.cancelled = b.total AND b.status = 'finalizing'
 """,  # noqa: S608 - constant SQL
-        {"batch": batch_id, "line": line, "status": "done" if ok else "failed", "result": result},
+        {
+            "batch": batch_id,
+            "lines": [r.line for r in results],
+            "statuses": ["done" if r.ok else "failed" for r in results],
+            "results": [r.result for r in results],
+        },
     )
     row = await cur.fetchone()
     return row is not None and bool(row[0])
