@@ -14,6 +14,7 @@ from typing import Any
 import boto3
 import httpx
 import openai
+import psycopg
 import pytest
 
 from spine.batches import messages
@@ -188,6 +189,50 @@ def cancel_mid_run(stack: str, env: Env, api_key: str) -> None:
     time.sleep(1)
     assert len(env.fakes.requests("openai")) == calls  # nothing runs after it
     assert len([r for r in batch_rows(env, batch.id) if r["status"] == "ok"]) == len(output)
+
+
+def test_lines_are_admitted_together_and_one_by_one_when_they_do_not_fit(
+    stack: str, env: Env, api_key: str
+) -> None:
+    # Given gpt-test limited to 30 requests a minute (its own counter: the batch API
+    # calls around the batch do not take from it)
+    env.write_models(
+        env.models_path.read_text().replace(
+            "max_output_tokens: 1000\n", "max_output_tokens: 1000\n    limits: {rpm: 30}\n", 1
+        )
+    )
+    client = sdk(stack, api_key)
+    # The limit's windows are calendar minutes: both batches run within one
+    if (into_minute := time.time() % 60) > 40:
+        time.sleep(60.5 - into_minute)
+
+    def run(count: int) -> Any:
+        uploaded = client.files.create(
+            file=("in.jsonl", jsonl([chat_line(i) for i in range(count)])), purpose="batch"
+        )
+        batch = client.batches.create(
+            input_file_id=uploaded.id, endpoint="/v1/chat/completions", completion_window="24h"
+        )
+        return wait_for(client, batch.id)
+
+    # When a batch of 20 lines runs (one group: admitted together), then one of 30
+    first, second = run(20), run(30)
+    # Then the first fits the limit; of the second, 10 more lines run and the 20 the
+    # minute has no room for end in the error file with the limit's 429
+    assert first.request_counts.completed == 20 and first.request_counts.failed == 0
+    assert (second.request_counts.completed, second.request_counts.failed) == (10, 20)
+    errors = file_lines(client, second.error_file_id)
+    assert {line["response"]["status_code"] for line in errors} == {429}
+    assert all("gpt-test" in line["response"]["body"]["error"]["message"] for line in errors)
+    # And the model's counter holds exactly the 30 lines that ran
+    with psycopg.connect(env.db_url) as conn:
+        used = conn.execute(
+            "SELECT sum(used) FROM rate_counters WHERE subject = 'model:gpt-test'"
+            " AND metric = 'requests'"
+        ).fetchone()
+    assert used == (30,)
+    ok_rows = [r for b in (first, second) for r in batch_rows(env, b.id) if r["status"] == "ok"]
+    assert len(ok_rows) == 30
 
 
 def test_input_file_problems_name_their_lines(stack: str, env: Env, api_key: str) -> None:

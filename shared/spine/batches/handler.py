@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from functools import cache
 from typing import Any
 
 from aws_lambda_powertools.utilities.batch import (
@@ -25,17 +24,24 @@ from spine.observability import bind_function
 from spine.settings import get_settings
 from spine.storage.db import Database
 
+_built: list[BatchWorker] = []
 
-@cache
+
 def container_worker() -> BatchWorker:
+    """The worker of this configuration: built once per container (rebuilt only when
+    the settings object changes, as tests change it)."""
     settings = get_settings()
-    database = Database()
-    return BatchWorker(
-        settings=settings,
-        registry=open_registry_source(settings),
-        database=database,
-        recorder=PostgresUsageRecorder(database, spool_for(settings)),
-    )
+    if not _built or _built[0].settings is not settings:
+        database = Database()
+        _built[:] = [
+            BatchWorker(
+                settings=settings,
+                registry=open_registry_source(settings),
+                database=database,
+                recorder=PostgresUsageRecorder(database, spool_for(settings)),
+            )
+        ]
+    return _built[0]
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:

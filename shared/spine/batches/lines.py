@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -20,12 +21,13 @@ from pydantic import BaseModel, ValidationError
 from spine.auth.principal import Principal
 from spine.errors import InvalidRequestError, ServiceUnavailableError, SpineError, error_body
 from spine.ledger.recorder import UsageEntry, UsageRecorder
+from spine.limits.admission import Reservation
 from spine.pipeline import run
-from spine.pipeline.admitted import admitted_call
+from spine.pipeline.admitted import admit_together, reserved_call
 from spine.pipeline.chain import is_retryable
 from spine.pipeline.context import CallContext
 from spine.pipeline.kinds import CHAT, COMPLETIONS, EMBEDDINGS
-from spine.registry.resolve import Registry
+from spine.registry.resolve import Registry, ResolvedModel
 from spine.responses import service as responses
 from spine.schemas.embeddings import EmbeddingRequest
 from spine.schemas.openai import ChatCompletionRequest, CompletionRequest
@@ -90,11 +92,86 @@ def request_id(batch_id: str, custom_id: str) -> str:
     return f"{batch_id}:{custom_id}"
 
 
+@dataclass(frozen=True)
+class ParsedLine:
+    """A line's body as its endpoint takes it, and the model it names."""
+
+    parsed: BaseModel
+    resolved: ResolvedModel
+    request_bytes: int
+    max_tokens: int | None
+
+
+@dataclass(frozen=True)
+class AdmittedLine:
+    """A line admitted with its group (`admit_lines`): its share of the group's
+    reservation (None: no limit applies)."""
+
+    line: ParsedLine
+    reservation: Reservation | None
+
+
+def parse_line(endpoint: str, request: dict[str, Any], registry: Registry) -> ParsedLine:
+    """The line's body parsed and its model resolved; a 400 or 404 SpineError else."""
+    body = request.get("body") or {}
+    try:
+        parsed = REQUEST_TYPES[endpoint].model_validate(body)
+    except ValidationError as exc:
+        raise _invalid_body(exc) from exc
+    max_tokens = getattr(parsed, "max_completion_tokens", None) or getattr(
+        parsed, "max_tokens", None
+    )
+    return ParsedLine(
+        parsed=parsed,
+        resolved=registry.resolve(getattr(parsed, "model", "")),
+        request_bytes=len(json.dumps(body)),
+        max_tokens=max_tokens,
+    )
+
+
+async def admit_lines(
+    batch: BatchRow,
+    requests: Mapping[int, dict[str, Any]],
+    *,
+    settings: Settings,
+    registry: Registry,
+    database: Database,
+) -> dict[int, AdmittedLine]:
+    """A group's lines (by line number) admitted together: one admission per model
+    they name, so one round trip where each line would take one. A line left out
+    (its body refused, or its model's lines not fitting the limits together) is
+    admitted on its own when it runs, which answers or retries it as a live request."""
+    by_model: dict[str, list[tuple[int, ParsedLine]]] = {}
+    for number, request in requests.items():
+        try:
+            line = parse_line(batch.endpoint, request, registry)
+        except SpineError:
+            continue
+        by_model.setdefault(line.resolved.entry.id, []).append((number, line))
+    admitted: dict[int, AdmittedLine] = {}
+    principal = owner_principal(batch)
+    for lines in by_model.values():
+        try:
+            reservations = await admit_together(
+                database,
+                settings,
+                principal,
+                lines[0][1].resolved,
+                [(line.request_bytes, line.max_tokens) for _, line in lines],
+            )
+        except SpineError:  # over a limit together: one by one, as they run
+            continue
+        for (number, line), reservation in zip(lines, reservations, strict=True):
+            admitted[number] = AdmittedLine(line, reservation)
+    return admitted
+
+
 async def run_line(
     batch: BatchRow,
     custom_id: str,
     request: dict[str, Any],
     *,
+    admitted: AdmittedLine | None = None,
     attempt: int,
     last_attempt: bool,
     settings: Settings,
@@ -102,20 +179,35 @@ async def run_line(
     database: Database,
     recorder: UsageRecorder,
 ) -> Answered | TryAgain:
-    """Run one line; its answer, or TryAgain for a transient failure that is not the
-    line's last attempt (the last one's error goes to the error file)."""
+    """Run one line (`admitted` with its group, or admitted here); its answer, or
+    TryAgain for a transient failure that is not the line's last attempt (the last
+    one's error goes to the error file)."""
     rid = request_id(batch.id, custom_id)
     try:
-        answer = await _call(
-            batch,
-            request=request,
-            rid=rid,
-            attempt=attempt,
+        line = admitted.line if admitted else parse_line(batch.endpoint, request, registry)
+        principal = owner_principal(batch)
+        if admitted is not None:
+            reservation = admitted.reservation
+        else:
+            (reservation,) = await admit_together(
+                database,
+                settings,
+                principal,
+                line.resolved,
+                [(line.request_bytes, line.max_tokens)],
+            )
+        async with reserved_call(
+            reservation,
+            database=database,
             settings=settings,
             registry=registry,
-            database=database,
             recorder=recorder,
-        )
+            principal=principal,
+            resolved=line.resolved,
+            request_id=rid,
+            wrap=lambda settling: BatchRecorder(settling, batch.id, attempt),
+        ) as ctx:
+            answer = await _answer(batch.endpoint, line.parsed, ctx, database, principal)
     except SpineError as exc:
         transient = is_retryable(exc) or isinstance(exc, ServiceUnavailableError)
         if transient and not last_attempt:
@@ -123,44 +215,6 @@ async def run_line(
         body = error_body(exc.message, exc.error_type, exc.param, exc.code)
         return Answered(False, result_line(custom_id, rid, exc.status_code, body))
     return Answered(True, result_line(custom_id, rid, 200, answer))
-
-
-async def _call(
-    batch: BatchRow,
-    *,
-    request: dict[str, Any],
-    rid: str,
-    attempt: int,
-    settings: Settings,
-    registry: Registry,
-    database: Database,
-    recorder: UsageRecorder,
-) -> dict[str, Any]:
-    body = request.get("body") or {}
-    try:
-        parsed = REQUEST_TYPES[batch.endpoint].model_validate(body)
-    except ValidationError as exc:
-        raise _invalid_body(exc) from exc
-    model = getattr(parsed, "model", "")
-    resolved = registry.resolve(model)
-    principal = owner_principal(batch)
-    size = len(json.dumps(body))
-    max_tokens = getattr(parsed, "max_completion_tokens", None) or getattr(
-        parsed, "max_tokens", None
-    )
-    async with admitted_call(
-        database=database,
-        settings=settings,
-        registry=registry,
-        recorder=recorder,
-        principal=principal,
-        resolved=resolved,
-        request_id=rid,
-        request_bytes=size,
-        max_tokens=max_tokens,
-        wrap=lambda settling: BatchRecorder(settling, batch.id, attempt),
-    ) as ctx:
-        return await _answer(batch.endpoint, parsed, ctx, database, principal)
 
 
 async def _answer(

@@ -27,10 +27,19 @@ from spine.aws.batch_objects import ObjectStore, WorkQueue
 from spine.batches import messages
 from spine.batches.files import object_store
 from spine.batches.finalize import finalize
-from spine.batches.lines import Answered, TryAgain, request_id, result_line, run_line
+from spine.batches.lines import (
+    AdmittedLine,
+    Answered,
+    TryAgain,
+    admit_lines,
+    request_id,
+    result_line,
+    run_line,
+)
 from spine.batches.service import work_queue
 from spine.errors import ServiceUnavailableError, error_body
-from spine.ledger.recorder import UsageRecorder
+from spine.ledger.recorder import BufferedUsageRecorder, PostgresUsageRecorder, UsageRecorder
+from spine.limits.admission import release_with
 from spine.observability import get_logger
 from spine.registry.source import RegistrySource
 from spine.settings import Settings
@@ -58,7 +67,7 @@ class BatchWorker:
     settings: Settings
     registry: RegistrySource
     database: Database
-    recorder: UsageRecorder
+    recorder: PostgresUsageRecorder
     # Whether a batch still runs lines, by id: (when read, the answer), read again
     # after STATUS_SECONDS, so a cancel stops lines that have not started yet.
     _running: dict[str, tuple[float, bool]] = field(default_factory=dict, init=False)
@@ -118,9 +127,31 @@ class BatchWorker:
         if runnable:
             batch = await store.get_batch(conn, None, batch_id)
             assert batch is not None
-            outcomes = await asyncio.gather(
-                *(self._run_one(batch, ref, attempt, limit, deadline) for ref, attempt in runnable)
+            inline = {ref["line"]: ref["request"] for ref, _ in runnable if ref["request"]}
+            admitted = await admit_lines(
+                batch,
+                inline,
+                settings=self.settings,
+                registry=self.registry.current(),
+                database=self.database,
             )
+            # The group's usage rows are written together, before its results.
+            ledger = BufferedUsageRecorder(self.recorder)
+            outcomes = await asyncio.gather(
+                *(
+                    self._run_one(
+                        batch,
+                        ref,
+                        attempt=attempt,
+                        admitted=admitted.get(ref["line"]),
+                        recorder=ledger,
+                        limit=limit,
+                        deadline=deadline,
+                    )
+                    for ref, attempt in runnable
+                )
+            )
+            await ledger.flush()
             for (ref, attempt), outcome in zip(runnable, outcomes, strict=True):
                 if isinstance(outcome, Answered):
                     finished.append(store.LineResult(ref["line"], outcome.ok, outcome.line))
@@ -165,7 +196,10 @@ class BatchWorker:
         self,
         batch: BatchRow,
         ref: messages.LineRef,
+        *,
         attempt: int,
+        admitted: AdmittedLine | None,
+        recorder: UsageRecorder,
         limit: asyncio.Semaphore,
         deadline: float,
     ) -> Answered | TryAgain | None:
@@ -176,6 +210,8 @@ class BatchWorker:
         last = attempt >= self.settings.batch.line_attempts
         async with limit:
             if time.monotonic() > deadline or not await self._still_running(batch.id):
+                if admitted is not None and admitted.reservation is not None:
+                    await release_with(self.database, admitted.reservation)
                 return None
             try:
                 request = ref["request"]
@@ -187,12 +223,13 @@ class BatchWorker:
                     batch,
                     ref["custom_id"],
                     request,
+                    admitted=admitted,
                     attempt=attempt,
                     last_attempt=last,
                     settings=self.settings,
                     registry=self.registry.current(),
                     database=self.database,
-                    recorder=self.recorder,
+                    recorder=recorder,
                 )
             except Exception:
                 logger.exception(

@@ -23,7 +23,7 @@ from spine.limits.admission import settlement
 from spine.observability import get_logger
 from spine.schemas.openai import Usage
 from spine.storage.db import Connection, Database
-from spine.storage.limits import settle, settle_and_record_usage
+from spine.storage.limits import settle, settle_and_record_usage, settle_and_record_usages
 from spine.storage.usage import UsageRecord
 
 if TYPE_CHECKING:
@@ -79,11 +79,15 @@ class PostgresUsageRecorder:
         try:
             await write_spooled(self.database, item)
         except Exception as exc:
-            if keep(self.spool, item, exc):
-                self._maybe_spooled = True
+            self.keep(item, exc)
             return
         if self._maybe_spooled:
             await self._drain_local()
+
+    def keep(self, item: SpooledUsage, failure: BaseException) -> None:
+        """Spool a row the database did not take."""
+        if keep(self.spool, item, failure):
+            self._maybe_spooled = True
 
     async def _drain_local(self) -> None:
         assert self.spool is not None
@@ -95,6 +99,37 @@ class PostgresUsageRecorder:
         self._maybe_spooled = False
         if report.written or report.already_there:
             logger.info("usage spool drained", extra=asdict(report))
+
+
+class BufferedUsageRecorder:
+    """Holds the rows of a group of calls (a batch's group of lines) and writes them
+    together on `flush`: one round trip instead of one a row. Rows the database does
+    not take go to `inner`'s spool, each, as `inner` would keep them."""
+
+    def __init__(self, inner: PostgresUsageRecorder) -> None:
+        self.inner = inner
+        self.items: list[SpooledUsage] = []
+
+    async def record(self, entry: UsageEntry) -> None:
+        await self.record_settling(entry, ())
+
+    async def record_settling(self, entry: UsageEntry, adjustments: Sequence[Adjustment]) -> None:
+        record = replace(usage_record(entry), created_at=datetime.now(UTC))
+        self.items.append(SpooledUsage(record, tuple(adjustments)))
+
+    async def flush(self) -> None:
+        items, self.items = self.items, []
+        if not items:
+            return
+
+        async def write(conn: Connection) -> None:
+            await settle_and_record_usages(conn, [(i.adjustments, i.record) for i in items])
+
+        try:
+            await self.inner.database.run(write)
+        except Exception as exc:
+            for item in items:
+                self.inner.keep(item, exc)
 
 
 async def write_spooled(database: Database, item: SpooledUsage) -> bool:
@@ -159,7 +194,7 @@ class SettlingRecorder:
         adjustments = settlement(
             self.reservation, tokens=0 if entry.cache_hit else tokens, cost_usd=entry.cost_usd
         )
-        if isinstance(self.inner, PostgresUsageRecorder):
+        if isinstance(self.inner, (PostgresUsageRecorder, BufferedUsageRecorder)):
             await self.inner.record_settling(entry, adjustments)
             return
         await _settle_alone(self.database, adjustments, entry.request_id)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -99,6 +100,7 @@ def counters_for(
     *,
     tokens: int,
     cost_usd: Decimal,
+    requests: int = 1,
 ) -> list[CounterRequest]:
     # A key whose overrides came with it is resolved here (no database read when
     # nothing is limited); one whose overrides are unknown lets spine_admit read them.
@@ -110,6 +112,7 @@ def counters_for(
         unknown_key=principal.api_key_id is not None and principal.limits is None,
         tokens=tokens,
         cost_usd=cost_usd,
+        requests=requests,
     )
 
 
@@ -122,6 +125,7 @@ def _counters(
     unknown_key: bool,
     tokens: int,
     cost_usd: Decimal,
+    requests: int = 1,
 ) -> list[CounterRequest]:
     defaults = {
         "requests": _limit(settings.default_rpm),
@@ -140,7 +144,7 @@ def _counters(
             if value is not None:
                 defaults[metric] = Decimal(value) if value > 0 else None
     amounts = {
-        "requests": Decimal(1),
+        "requests": Decimal(requests),
         "tokens": Decimal(tokens),
         "usd_day": cost_usd,
         "usd_month": cost_usd,
@@ -154,7 +158,9 @@ def _counters(
         model = f"model:{entry.id}"
         if entry.limits.rpm:
             counters.append(
-                CounterRequest(model, "requests", "minute", Decimal(1), Decimal(entry.limits.rpm))
+                CounterRequest(
+                    model, "requests", "minute", Decimal(requests), Decimal(entry.limits.rpm)
+                )
             )
         if entry.limits.tpm:
             counters.append(
@@ -174,10 +180,15 @@ async def admit_request(
     *,
     tokens: int,
     cost_usd: Decimal,
+    requests: int = 1,
 ) -> Reservation | None:
     """Take the request's share of every limit, or raise `RateLimitError` /
-    `QuotaExceededError` (nothing taken). None when no limit applies."""
-    counters = counters_for(principal, settings, entry, tokens=tokens, cost_usd=cost_usd)
+    `QuotaExceededError` (nothing taken). None when no limit applies. `requests`:
+    several requests admitted at once (a group of batch lines), `tokens` and
+    `cost_usd` their sum."""
+    counters = counters_for(
+        principal, settings, entry, tokens=tokens, cost_usd=cost_usd, requests=requests
+    )
     if not counters:
         return None
     states = await admit(
@@ -237,6 +248,13 @@ async def settle_reservation(
 ) -> None:
     """Replace what is still held as an estimate by the real `tokens` and cost."""
     await settle(conn, settlement(reservation, tokens=tokens, cost_usd=cost_usd))
+
+
+def shares(reservation: Reservation, parts: Sequence[tuple[int, Decimal]]) -> list[Reservation]:
+    """A reservation taken for several requests at once, as one per request (its
+    estimated tokens and cost in `parts`, which sum to the whole): each is settled
+    or given back on its own, on the same counters."""
+    return [Reservation(reservation.counters, tokens, cost) for tokens, cost in parts]
 
 
 def settlement(reservation: Reservation, *, tokens: int, cost_usd: Decimal) -> list[Adjustment]:
@@ -315,6 +333,7 @@ async def admit_with(
     *,
     tokens: int,
     cost_usd: Decimal,
+    requests: int = 1,
 ) -> Reservation | None:
     """`admit_request` on a live connection. Retried once on a fresh connection when
     the first one turns out dead (a restart while the container was idle): the
@@ -323,7 +342,7 @@ async def admit_with(
 
     async def admit(conn: Connection) -> Reservation | None:
         return await admit_request(
-            conn, principal, settings, entry, tokens=tokens, cost_usd=cost_usd
+            conn, principal, settings, entry, tokens=tokens, cost_usd=cost_usd, requests=requests
         )
 
     return await database.run(admit)

@@ -243,6 +243,19 @@ async def settle_and_record_usage(
     return bool(row and row[0])
 
 
+async def settle_and_record_usages(
+    conn: Connection, items: Sequence[tuple[Sequence[Adjustment], UsageRecord]]
+) -> None:
+    """`settle_and_record_usage` for several rows, sent together (one round trip in
+    psycopg's pipeline mode); as idempotent, row by row."""
+    params = [
+        {**usage_params(record), **_adjustment_params([a for a in adjustments if a.delta != 0])}
+        for adjustments, record in items
+    ]
+    async with conn.cursor() as cur:
+        await cur.executemany(_RECORD_AND_SETTLE, params)
+
+
 def _adjustment_params(live: Sequence[Adjustment]) -> dict[str, object]:
     """_SETTLE's array arguments, one element per adjustment."""
     return {
