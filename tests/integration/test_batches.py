@@ -307,21 +307,35 @@ def test_a_file_larger_than_a_request_body_comes_through_an_upload(
     with pytest.raises(openai.APIStatusError) as too_large:
         client.files.create(file=("big.jsonl", content), purpose="batch")
     assert too_large.value.status_code == 413
-    # When it is sent through the Uploads API, in two parts
-    upload = client.uploads.create(
-        filename="big.jsonl", purpose="batch", bytes=len(content), mime_type="application/jsonl"
-    )
+    # When it is sent through the Uploads API in two parts, the second one first
     cut = 5_300_000
-    part_ids = [
-        client.uploads.parts.create(upload_id=upload.id, data=chunk).id
-        for chunk in (content[:cut], content[cut:])
-    ]
-    done = client.uploads.complete(upload_id=upload.id, part_ids=part_ids)
-    # Then it is one file, checked line by line, whose content comes back whole
-    assert done.status == "completed" and done.file is not None
-    assert done.file.bytes == len(content)
-    assert client.files.retrieve(done.file.id).filename == "big.jsonl"
-    assert client.files.content(done.file.id).content == content
+    halves = {"head": content[:cut], "tail": content[cut:]}
+    # (and again in 1 MB parts, added in a shuffled order: smaller than S3 takes)
+    small = [content[i : i + 1_000_000] for i in range(0, len(content), 1_000_000)]
+    for parts in ({"tail": halves["tail"], "head": halves["head"]}, dict(enumerate(small))):
+        upload = client.uploads.create(
+            filename="big.jsonl", purpose="batch", bytes=len(content), mime_type="application/jsonl"
+        )
+        names = list(parts)  # the order they are added in
+        added = {
+            name: client.uploads.parts.create(upload_id=upload.id, data=parts[name]).id
+            for name in (names if "head" in parts else names[1::2] + names[::2][::-1])
+        }
+        order = ["head", "tail"] if "head" in parts else sorted(names)
+        done = client.uploads.complete(upload_id=upload.id, part_ids=[added[n] for n in order])
+        # Then it is one file in part_ids' order, checked line by line, whose content
+        # comes back whole
+        assert done.status == "completed" and done.file is not None
+        assert done.file.bytes == len(content)
+        assert client.files.retrieve(done.file.id).filename == "big.jsonl"
+        assert client.files.content(done.file.id).content == content
+    # And no part is left behind in the bucket
+    bucket = next(
+        b["Name"] for b in boto3.client("s3").list_buckets()["Buckets"] if "batch" in b["Name"]
+    )
+    assert (
+        boto3.client("s3").list_objects_v2(Bucket=bucket, Prefix="upload-parts/")["KeyCount"] == 0
+    )
 
 
 def test_a_tenant_cannot_reach_another_tenants_files_or_batches(stack: str, env: Env) -> None:

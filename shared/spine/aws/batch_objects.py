@@ -83,6 +83,17 @@ class ObjectStore:
         )["ETag"]
         return etag
 
+    def copy_part(self, key: str, upload_id: str, number: int, source_key: str) -> str:
+        """An object of this bucket as a part, copied by S3 itself."""
+        etag: str = aws_client("s3").upload_part_copy(
+            Bucket=self.bucket,
+            Key=key,
+            UploadId=upload_id,
+            PartNumber=number,
+            CopySource={"Bucket": self.bucket, "Key": source_key},
+        )["CopyPartResult"]["ETag"]
+        return etag
+
     def complete_multipart(self, key: str, upload_id: str, etags: list[str]) -> None:
         aws_client("s3").complete_multipart_upload(
             Bucket=self.bucket,
@@ -115,12 +126,6 @@ class WorkQueue:
             answer = sqs.send_message_batch(QueueUrl=self.url, Entries=entries)
             if answer.get("Failed"):
                 raise RuntimeError(f"SQS refused {len(answer['Failed'])} batch messages")
-
-    def retry_later(self, receipt_handle: str, seconds: int) -> None:
-        """Make a received message visible again in `seconds` (the retry's backoff)."""
-        aws_client("sqs").change_message_visibility(
-            QueueUrl=self.url, ReceiptHandle=receipt_handle, VisibilityTimeout=seconds
-        )
 
 
 def send_groups(bodies: Sequence[str]) -> Iterator[list[str]]:

@@ -18,6 +18,7 @@ from typing import Any
 
 from spine.auth.principal import Principal
 from spine.aws.batch_objects import MIN_PART_BYTES, ObjectStore
+from spine.batches.objects import read_objects, write_object
 from spine.batches.validate import FileChecker
 from spine.errors import (
     AuthenticationError,
@@ -234,17 +235,23 @@ async def add_part(
     _require_pending(row)
     if not data:
         raise InvalidRequestError("The part is empty.", param="data", code="invalid_value")
-    conn = await database.connection()
-    number = await store.next_part_number(conn, owner, upload_id)
-    if number is None:
-        raise _not_pending(upload_id)
-    etag = await asyncio.to_thread(
-        object_store(settings).put_part, row.s3_key, row.s3_upload_id, number, data
-    )
+    # Each part its own object until completion: parts may come in any order and of
+    # any size, which an S3 multipart upload's parts may not.
+    objects = object_store(settings)
     part_id = new_id("part_")
-    part = {"id": part_id, "number": number, "etag": etag, "bytes": len(data)}
-    await store.record_part(conn, owner, upload_id, part)
+    key = part_key(upload_id, part_id)
+    await asyncio.to_thread(objects.put, key, data)
+    part = {"id": part_id, "bytes": len(data)}
+    if not await store.add_part(await database.connection(), owner, upload_id, part):
+        await asyncio.to_thread(objects.delete, key)  # completed or cancelled meanwhile
+        raise _not_pending(upload_id)
     return part_id, datetime.now(UTC)
+
+
+def part_key(upload_id: str, part_id: str) -> str:
+    """Where a part waits for its upload's completion (the bucket's lifecycle rule
+    removes the parts of uploads never completed)."""
+    return f"upload-parts/{upload_id}/{part_id}"
 
 
 async def complete_upload(
@@ -254,36 +261,30 @@ async def complete_upload(
     upload_id: str,
     part_ids: list[str],
 ) -> tuple[UploadRow, FileRow]:
-    """Assemble the parts into the file, in the order they were added (S3 numbered
-    them so), and check it line by line as it streams back."""
+    """Assemble the parts into the file, in the order `part_ids` gives, and check it
+    line by line as it streams back."""
     owner = owner_of(principal)
     row = await get_upload(database, principal, upload_id)
     _require_pending(row)
-    parts = [p for p in row.parts if "id" in p]
-    if part_ids != [p["id"] for p in parts]:
+    parts = {p["id"]: p for p in row.parts if "id" in p}
+    if sorted(part_ids) != sorted(parts):
         raise InvalidRequestError(
-            "'part_ids' must list every part of the upload once, in the order they were added.",
+            "'part_ids' must list every part of the upload once.",
             param="part_ids",
             code="invalid_value",
         )
-    total = sum(int(p["bytes"]) for p in parts)
+    ordered = [parts[part_id] for part_id in part_ids]
+    total = sum(int(p["bytes"]) for p in ordered)
     if total != row.bytes:
         raise InvalidRequestError(
             f"The parts hold {total} bytes; the upload was created for {row.bytes}.",
             param="part_ids",
             code="invalid_value",
         )
-    small = next((i for i, p in enumerate(parts[:-1], 1) if int(p["bytes"]) < MIN_PART_BYTES), 0)
-    if small:
-        raise InvalidRequestError(
-            f"Part {small} holds fewer than {MIN_PART_BYTES} bytes: every part but the "
-            "last must hold at least 5 MB (S3's smallest part).",
-            param="part_ids",
-            code="part_too_small",
-        )
     objects = object_store(settings)
-    await asyncio.to_thread(
-        objects.complete_multipart, row.s3_key, row.s3_upload_id, [p["etag"] for p in parts]
+    await _assemble(objects, row, [part_key(upload_id, p["id"]) for p in ordered], ordered)
+    await asyncio.gather(
+        *(asyncio.to_thread(objects.delete, part_key(upload_id, p["id"])) for p in ordered)
     )
     try:
         summary = await asyncio.to_thread(_check_object, objects, row.s3_key, settings)
@@ -329,8 +330,34 @@ async def cancel_upload(
         await database.connection(), owner, upload_id, status="cancelled", file_id=None
     ):
         raise _not_pending(upload_id)
-    await asyncio.to_thread(object_store(settings).abort_multipart, row.s3_key, row.s3_upload_id)
+    objects = object_store(settings)
+    await asyncio.to_thread(objects.abort_multipart, row.s3_key, row.s3_upload_id)
+    await asyncio.gather(
+        *(
+            asyncio.to_thread(objects.delete, part_key(upload_id, p["id"]))
+            for p in row.parts
+            if "id" in p
+        )
+    )
     return await get_upload(database, principal, upload_id)
+
+
+async def _assemble(
+    objects: ObjectStore, row: UploadRow, keys: list[str], parts: list[dict[str, Any]]
+) -> None:
+    """The part objects, in order, as the upload's file. Parts of S3's smallest part
+    size or more (all but the last) are copied by S3 as the parts of the upload's
+    multipart upload, without passing through here; smaller ones are streamed through
+    into parts of that size."""
+    if all(int(p["bytes"]) >= MIN_PART_BYTES for p in parts[:-1]):
+        etags = [
+            await asyncio.to_thread(objects.copy_part, row.s3_key, row.s3_upload_id, number, key)
+            for number, key in enumerate(keys, 1)
+        ]
+        await asyncio.to_thread(objects.complete_multipart, row.s3_key, row.s3_upload_id, etags)
+        return
+    await asyncio.to_thread(objects.abort_multipart, row.s3_key, row.s3_upload_id)
+    await write_object(objects, row.s3_key, read_objects(objects, keys))
 
 
 def _require_pending(row: UploadRow) -> None:

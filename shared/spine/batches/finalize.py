@@ -8,12 +8,12 @@ go to the error file with OpenAI's `batch_expired` / `batch_cancelled` error.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 
-from spine.aws.batch_objects import WRITE_PART_BYTES, ObjectStore
+from spine.aws.batch_objects import ObjectStore
 from spine.batches.files import save_output
 from spine.batches.lines import unrun_line
+from spine.batches.objects import write_object
 from spine.storage import batches as store
 from spine.storage.batches import BatchRow
 from spine.storage.db import Database
@@ -26,40 +26,6 @@ _NOT_RUN = {
     ),
     "cancelled": ("batch_cancelled", "The batch was cancelled before this request ran."),
 }
-
-
-async def write_object(objects: ObjectStore, key: str, lines: AsyncIterator[bytes]) -> int:
-    """`lines` as one S3 object, a part at a time; its size (0: nothing written)."""
-    upload_id: str | None = None
-    etags: list[str] = []
-    buffer = bytearray()
-    size = 0
-
-    async def flush() -> None:
-        nonlocal upload_id
-        if upload_id is None:
-            upload_id = await asyncio.to_thread(objects.start_multipart, key)
-        number = len(etags) + 1
-        etags.append(
-            await asyncio.to_thread(objects.put_part, key, upload_id, number, bytes(buffer))
-        )
-        buffer.clear()
-
-    try:
-        async for line in lines:
-            buffer += line
-            size += len(line)
-            if len(buffer) >= WRITE_PART_BYTES:
-                await flush()
-        if buffer:
-            await flush()
-        if upload_id is not None:
-            await asyncio.to_thread(objects.complete_multipart, key, upload_id, etags)
-    except BaseException:
-        if upload_id is not None:
-            await asyncio.to_thread(objects.abort_multipart, key, upload_id)
-        raise
-    return size
 
 
 async def finalize(database: Database, objects: ObjectStore, batch: BatchRow) -> None:

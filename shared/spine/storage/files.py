@@ -178,31 +178,18 @@ async def _owned(
     return await cur.fetchone()
 
 
-async def next_part_number(conn: Connection, owner: Owner, upload_id: str) -> int | None:
-    """Reserve the next S3 part number of a pending upload (None: not the owner's, or
-    not pending). Numbers follow the order parts arrive in."""
+async def add_part(conn: Connection, owner: Owner, upload_id: str, part: dict[str, Any]) -> bool:
+    """Add a part (its id and size) to a pending upload; False when the upload is not
+    the owner's or no longer pending."""
     cur = await conn.execute(
         """
-UPDATE uploads SET parts = parts || jsonb_build_array(jsonb_build_object(
-    'number', jsonb_array_length(parts) + 1))
+UPDATE uploads SET parts = parts || jsonb_build_array(%(part)s::jsonb)
 WHERE id = %(id)s AND tenant = %(tenant)s AND owner = %(owner)s AND status = 'pending'
-RETURNING jsonb_array_length(parts)
+RETURNING id
 """,
-        {**owner.params(), "id": upload_id},
+        {**owner.params(), "id": upload_id, "part": Jsonb(part)},
     )
-    row = await cur.fetchone()
-    return None if row is None else int(row[0])
-
-
-async def record_part(conn: Connection, owner: Owner, upload_id: str, part: dict[str, Any]) -> None:
-    """Fill in the reserved slot of part `part["number"]` (its id, etag, size)."""
-    await conn.execute(
-        """
-UPDATE uploads SET parts = jsonb_set(parts, ARRAY[(%(number)s - 1)::text], %(part)s)
-WHERE id = %(id)s AND tenant = %(tenant)s AND owner = %(owner)s
-""",
-        {**owner.params(), "id": upload_id, "number": part["number"], "part": Jsonb(part)},
-    )
+    return await cur.fetchone() is not None
 
 
 async def finish_upload(
