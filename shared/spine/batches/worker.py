@@ -189,6 +189,10 @@ class BatchWorker:
         if now - read_at >= STATUS_SECONDS:
             batch = await store.get_batch(await self.database.connection(), None, batch_id)
             running = batch is not None and batch.status == "in_progress"
+            if len(self._running) > 256:  # a warm container outlives many batches
+                self._running = {
+                    b: seen for b, seen in self._running.items() if now - seen[0] < STATUS_SECONDS
+                }
             self._running[batch_id] = (now, running)
         return running
 
