@@ -14,12 +14,14 @@ from datetime import UTC, datetime, timedelta
 from spine.auth.principal import Principal
 from spine.aws.batch_objects import WorkQueue
 from spine.batches import messages
-from spine.batches.files import file_not_found, new_id, owner_of
+from spine.batches.files import file_not_found, new_id, object_store, owner_of
+from spine.batches.native.poll import forward_cancel
+from spine.batches.native.submit import submit_if_native
 from spine.batches.validate import check_for_batch
 from spine.errors import InvalidRequestError, NotFoundError, ServiceUnavailableError
 from spine.registry.resolve import Registry
 from spine.schemas.batches import BatchCreate
-from spine.settings import BatchSettings
+from spine.settings import BatchSettings, get_settings
 from spine.storage import batches as store
 from spine.storage import files as file_store
 from spine.storage.batches import BatchRow, NewBatch
@@ -79,6 +81,16 @@ async def create_batch(
             expires_at=datetime.now(UTC) + WINDOWS[body.completion_window],
         ),
     )
+    if await submit_if_native(
+        database,
+        get_settings(),
+        registry,
+        principal=principal,
+        batch=row,
+        input_file=input_file,
+        objects=object_store(settings),
+    ):
+        return await store.get_batch(conn, owner, row.id) or row
     try:
         await asyncio.to_thread(queue.send, [messages.start(row.id)])
     except Exception as exc:
@@ -110,7 +122,11 @@ async def list_batches(
 
 
 async def cancel_batch(
-    database: Database, settings: BatchSettings, principal: Principal, batch_id: str
+    database: Database,
+    settings: BatchSettings,
+    principal: Principal,
+    batch_id: str,
+    registry: Registry | None = None,
 ) -> BatchRow:
     """Stop starting new lines; lines that finished stay in the output. The batch is
     `cancelling` until every running line reported, then `cancelled`."""
@@ -125,6 +141,8 @@ async def cancel_batch(
             param="batch_id",
             code="invalid_state",
         )
+    if registry is not None and row.status == "cancelling":
+        await forward_cancel(database, get_settings(), registry, row)
     if finalize:
         await asyncio.to_thread(queue.send, [messages.finalize(row.id)])
     return row
