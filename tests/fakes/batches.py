@@ -1,6 +1,8 @@
-"""Wire fakes of the providers' batch APIs: OpenAI's Files + Batch API and
-Anthropic's Message Batches (field names from openai.types.Batch and
-anthropic.types.messages.MessageBatch / MessageBatchIndividualResponse).
+"""Wire fakes of the providers' batch APIs: OpenAI's Files + Batch API, Anthropic's
+Message Batches and Gemini's batch mode (field names from openai.types.Batch,
+anthropic.types.messages.MessageBatch / MessageBatchIndividualResponse, and the
+long-running operation google-genai reads a BatchJob from: `metadata.state`,
+`metadata.output.inlinedResponses.inlinedResponses`).
 
 A batch stays in progress until the test ends it (`FakeBatches.end`): then each
 request is answered as the provider's live endpoint would answer it (the echo fakes),
@@ -17,7 +19,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from tests.fakes import anthropic_api, openai_api
+from tests.fakes import anthropic_api, gemini_api, openai_api
 
 _ids = itertools.count(1)
 
@@ -38,6 +40,7 @@ class FakeBatch:
     canceled: int = 0
     output_file: str | None = None  # OpenAI's files, made when it ended
     error_file: str | None = None
+    model: str = ""  # Gemini's: the path's model
 
 
 @dataclass
@@ -59,9 +62,11 @@ class FakeBatches:
             self.files[file_id] = content
         return file_id
 
-    def add(self, provider: str, requests: list[dict[str, Any]]) -> FakeBatch:
-        prefix = "batch_fake" if provider == "openai" else "msgbatch_fake"
-        batch = FakeBatch(provider, f"{prefix}{next(_ids)}", requests)
+    def add(self, provider: str, requests: list[dict[str, Any]], model: str = "") -> FakeBatch:
+        prefix = {"openai": "batch_fake", "anthropic": "msgbatch_fake"}.get(
+            provider, "batches/fake"
+        )
+        batch = FakeBatch(provider, f"{prefix}{next(_ids)}", requests, model=model)
         with self.lock:
             self.batches[batch.id] = batch
         return batch
@@ -74,7 +79,7 @@ class FakeBatches:
         with self.lock:
             batch = self.batches.get(batch_id)
             if batch is not None and batch.status == "in_progress":
-                batch.status = "cancelling" if batch.provider == "openai" else "canceling"
+                batch.status = "canceling" if batch.provider == "anthropic" else "cancelling"
                 batch.cancelled = True
             return batch
 
@@ -90,7 +95,7 @@ class FakeBatches:
 def _finish(batch: FakeBatch, failing: set[str], ran: int | None) -> None:
     limit = len(batch.requests) if ran is None else ran
     for number, request in enumerate(batch.requests):
-        custom_id = request["custom_id"]
+        custom_id = custom_id_of(request)
         if number >= limit:
             if batch.cancelled:
                 batch.canceled += 1
@@ -105,14 +110,27 @@ def _finish(batch: FakeBatch, failing: set[str], ran: int | None) -> None:
             _succeeded(batch, request)
     if batch.provider == "anthropic":
         batch.status = "ended"
+    elif batch.provider == "gemini":
+        batch.status = "BATCH_STATE_" + (
+            "CANCELLED" if batch.cancelled else "EXPIRED" if batch.expired else "SUCCEEDED"
+        )
     elif batch.cancelled:
         batch.status = "cancelled"
     else:
         batch.status = "expired" if batch.expired else "completed"
 
 
+def custom_id_of(request: dict[str, Any]) -> str:
+    """OpenAI and Anthropic name it; Gemini's inlined requests carry it as metadata."""
+    return str(request["custom_id"] if "custom_id" in request else request["metadata"]["key"])
+
+
 def _succeeded(batch: FakeBatch, request: dict[str, Any]) -> None:
-    custom_id = request["custom_id"]
+    custom_id = custom_id_of(request)
+    if batch.provider == "gemini":
+        answer = gemini_api.default_answer("generateContent", batch.model, request["request"])
+        batch.results.append({"response": answer, "metadata": request["metadata"]})
+        return
     if batch.provider == "openai":
         body = openai_api.default_answer(request["url"], request["body"])
         batch.results.append(_openai_line(custom_id, 200, body))
@@ -124,6 +142,11 @@ def _succeeded(batch: FakeBatch, request: dict[str, Any]) -> None:
 
 
 def _errored(batch: FakeBatch, custom_id: str) -> None:
+    if batch.provider == "gemini":
+        body, _ = gemini_api.error(400, None, None, None)
+        status = {"code": 3, "message": body["error"]["message"], "details": []}
+        batch.results.append({"error": status, "metadata": {"key": custom_id}})
+        return
     if batch.provider == "openai":
         body, _ = openai_api.error(400, None, None, None)
         batch.errors.append(_openai_line(custom_id, 400, body))
@@ -133,6 +156,8 @@ def _errored(batch: FakeBatch, custom_id: str) -> None:
 
 
 def _unrun(batch: FakeBatch, custom_id: str) -> None:
+    if batch.provider == "gemini":
+        return  # an expired or cancelled job has no response for it
     if batch.provider == "anthropic":
         kind = "canceled" if batch.cancelled else "expired"
         batch.results.append({"custom_id": custom_id, "result": {"type": kind}})
@@ -240,3 +265,41 @@ def anthropic_batch(batch: FakeBatch, root: str) -> dict[str, Any]:
         "cancel_initiated_at": end_stamp if batch.cancelled else None,
         "results_url": f"{root}/v1/messages/batches/{batch.id}/results" if ended else None,
     }
+
+
+# --- Gemini's shapes -------------------------------------------------------------------
+
+
+def gemini_operation(batch: FakeBatch) -> dict[str, Any]:
+    """The long-running operation of a batch job, as GET v1beta/batches/{id} gives it."""
+    running = batch.status in ("in_progress", "cancelling")
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(batch.created_at))
+    total = len(batch.requests)
+    metadata: dict[str, Any] = {
+        "@type": "type.googleapis.com/google.ai.generativelanguage.v1main.GenerateContentBatch",
+        "name": batch.id,
+        "model": f"models/{batch.model}",
+        "displayName": "spine",
+        "createTime": stamp,
+        "updateTime": stamp,
+        "state": "BATCH_STATE_RUNNING" if running else batch.status,
+        "batchStats": {
+            "requestCount": str(total),
+            "successfulRequestCount": str(batch.succeeded),
+            "failedRequestCount": str(batch.errored),
+            "pendingRequestCount": str(total if running else 0),
+        },
+    }
+    operation: dict[str, Any] = {"name": batch.id, "metadata": metadata}
+    if not running:
+        output = {"inlinedResponses": {"inlinedResponses": batch.results}}
+        metadata["output"] = output
+        metadata["endTime"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        operation["done"] = True
+        operation["response"] = {
+            "@type": (
+                "type.googleapis.com/google.ai.generativelanguage.v1main.GenerateContentBatchOutput"
+            ),
+            **output,
+        }
+    return operation

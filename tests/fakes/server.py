@@ -339,7 +339,8 @@ def build_app(state: FakeState) -> Starlette:
 
 
 def _batch_routes(state: FakeState, record: Callable[[str, Request], Any]) -> list[Route]:
-    """OpenAI's Files + Batch API and Anthropic's Message Batches (tests.fakes.batches)."""
+    """OpenAI's Files + Batch API, Anthropic's Message Batches and Gemini's batch mode
+    (tests.fakes.batches)."""
     store = state.batches
 
     def missing(kind: str) -> Response:
@@ -414,7 +415,28 @@ def _batch_routes(state: FakeState, record: Callable[[str, Request], Any]) -> li
             return missing("results")
         return Response(batches.jsonl(batch.results), media_type="application/binary")
 
+    async def gemini_create(request: Request) -> Response:
+        recorded = await record("gemini", request)
+        config = recorded.json["batch"]["inputConfig"]
+        batch = store.add(
+            "gemini", list(config["requests"]["requests"]), request.path_params["model"]
+        )
+        return JSONResponse(batches.gemini_operation(batch))
+
+    async def gemini_get(request: Request) -> Response:
+        await record("gemini", request)
+        batch = store.get("batches/" + request.path_params["batch_id"])
+        return missing("batch") if batch is None else JSONResponse(batches.gemini_operation(batch))
+
+    async def gemini_cancel(request: Request) -> Response:
+        await record("gemini", request)
+        batch = store.cancel("batches/" + request.path_params["batch_id"])
+        return missing("batch") if batch is None else JSONResponse({})
+
     return [
+        Route("/v1beta/models/{model}:batchGenerateContent", gemini_create, methods=["POST"]),
+        Route("/v1beta/batches/{batch_id}", gemini_get, methods=["GET"]),
+        Route("/v1beta/batches/{batch_id}:cancel", gemini_cancel, methods=["POST"]),
         Route("/v1/files", openai_file, methods=["POST"]),
         Route("/v1/files/{file_id}/content", openai_content, methods=["GET"]),
         Route("/v1/batches", openai_create, methods=["POST"]),

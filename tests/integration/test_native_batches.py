@@ -1,7 +1,7 @@
 """Native provider batches end to end: the official `openai` client against `spine
 local` (embedded S3 + SQS, the batch function's schedule run every fraction of a
-second), models that opt in with `batch: native`, the OpenAI and Anthropic batch
-API wire fakes, usage rows in a real Postgres."""
+second), models that opt in with `batch: native`, the OpenAI, Anthropic and Gemini
+batch API wire fakes, usage rows in a real Postgres."""
 
 from __future__ import annotations
 
@@ -43,6 +43,14 @@ NATIVE_MODELS = """\
     context_window: 200000
     max_output_tokens: 100
     batch: native
+  - id: gemini-native
+    provider: gemini
+    model: gemini-2.5-flash
+    base_url: {gemini_url}
+    api_key: {{env: FAKE_GEMINI_KEY}}
+    pricing: {{input: 0.30, output: 2.50}}
+    context_window: 100000
+    batch: native
 """
 # The schedule's rate(5 minutes), every 0.6 s.
 TIME_SCALE = 0.002
@@ -51,7 +59,11 @@ TIME_SCALE = 0.002
 @pytest.fixture
 def stack(env: Env, aws_endpoint: str) -> Iterator[str]:  # noqa: F811 - the fixture above
     env.add_model(
-        NATIVE_MODELS.format(openai_url=env.fakes.openai_url, anthropic_url=env.fakes.anthropic_url)
+        NATIVE_MODELS.format(
+            openai_url=env.fakes.openai_url,
+            anthropic_url=env.fakes.anthropic_url,
+            gemini_url=env.fakes.gemini_url,
+        )
     )
     with running_emulator(
         env, pool_size=2, aws_endpoint=aws_endpoint, time_scale=TIME_SCALE
@@ -178,6 +190,38 @@ def test_an_anthropic_batch_maps_results_errors_and_expiry(
     assert sum(Decimal(r["cost_usd"]) for r in ok) == pytest.approx(half_price(ok, "1.0", "5.0"))
 
 
+def test_a_gemini_batch_goes_natively_as_inlined_requests(
+    stack: str, env: Env, api_key: str
+) -> None:
+    # Given three lines for Gemini, one refused by the provider
+    env.fakes.fail_batch_requests("req-2")
+    client = sdk(stack, api_key)
+    batch = submit(client, lines("gemini-native", 3))
+    assert batch.status == "in_progress"
+    [provider_batch] = env.fakes.provider_batches("gemini")
+    assert provider_batch.model == "gemini-2.5-flash"
+    first = provider_batch.requests[0]
+    assert first["metadata"] == {"key": "req-0"}
+    assert first["request"]["contents"] == [
+        {"role": "user", "parts": [{"text": "question number 0"}]}
+    ]
+    # When the job succeeds
+    env.fakes.end_batches()
+    done = wait_for(client, batch.id, timeout=60)
+    # Then the answers are chat completions, the refusal a 400 in the error file
+    assert done.status == "completed", done
+    output = file_lines(client, done.output_file_id)
+    errors = file_lines(client, done.error_file_id)
+    assert sorted(line["custom_id"] for line in output) == ["req-0", "req-1"]
+    assert output[0]["response"]["body"]["model"] == "gemini-native"
+    assert output[0]["response"]["body"]["choices"][0]["message"]["content"].startswith("echo:")
+    assert [(e["custom_id"], e["response"]["status_code"]) for e in errors] == [("req-2", 400)]
+    rows = batch_rows(env, batch.id)
+    ok = [r for r in rows if r["status"] == "ok"]
+    assert len(ok) == 2 and len(rows) == 3
+    assert sum(Decimal(r["cost_usd"]) for r in ok) == pytest.approx(half_price(ok, "0.30", "2.50"))
+
+
 def test_cancel_is_forwarded_to_the_provider(stack: str, env: Env, api_key: str) -> None:
     client = sdk(stack, api_key)
     batch = submit(client, lines("claude-native", 3))
@@ -210,13 +254,17 @@ def test_a_model_without_the_opt_in_stays_queued(stack: str, env: Env, api_key: 
 
 def test_the_budget_is_checked_before_the_provider_sees_a_batch(
     env: Env,
-    aws_endpoint: str,
+    aws_endpoint: str,  # noqa: F811 - the fixture imported above
     api_key: str,
-    monkeypatch: pytest.MonkeyPatch,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("SPINE_LIMITS__DAILY_BUDGET_USD", "0.0000001")
     env.add_model(
-        NATIVE_MODELS.format(openai_url=env.fakes.openai_url, anthropic_url=env.fakes.anthropic_url)
+        NATIVE_MODELS.format(
+            openai_url=env.fakes.openai_url,
+            anthropic_url=env.fakes.anthropic_url,
+            gemini_url=env.fakes.gemini_url,
+        )
     )
     with running_emulator(env, pool_size=2, aws_endpoint=aws_endpoint) as url:
         client = sdk(url, api_key)

@@ -83,10 +83,12 @@ class Pricing(_Strict):
 
 
 # What each provider's batch API takes off its prices (OpenAI Batch, Anthropic Message
-# Batches: 50%, as both document); the providers Spine can submit native batches to.
+# Batches, Gemini batch mode: 50%, as each documents); the providers Spine can submit
+# native batches to.
 NATIVE_BATCH_DISCOUNT: dict[ProviderKind, float] = {
     ProviderKind.OPENAI: 0.5,
     ProviderKind.ANTHROPIC: 0.5,
+    ProviderKind.GEMINI: 0.5,
 }
 
 

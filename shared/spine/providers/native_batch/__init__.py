@@ -1,4 +1,5 @@
-"""Providers' own batch APIs (OpenAI Batch, Anthropic Message Batches), behind one
+"""Providers' own batch APIs (OpenAI Batch, Anthropic Message Batches, Gemini batch
+mode), behind one
 interface: submit a file of translated requests, read the batch's status, stream its
 results as OpenAI-shaped answers, cancel it.
 
@@ -24,6 +25,7 @@ __all__ = ["LineResult", "NativeBatchApi", "NotNative", "ProviderBatch", "batch_
 _MODULES = {
     ProviderKind.OPENAI: "spine.providers.native_batch.openai_batch",
     ProviderKind.ANTHROPIC: "spine.providers.native_batch.anthropic_batch",
+    ProviderKind.GEMINI: "spine.providers.native_batch.gemini_batch",
 }
 _instances: dict[ProviderKind, NativeBatchApi] = {}
 
