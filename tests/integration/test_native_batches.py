@@ -14,6 +14,7 @@ from typing import Any
 import openai
 import pytest
 
+from spine.batches.handler import container_worker
 from tests.integration.conftest import Env
 from tests.integration.emulator import running_emulator
 from tests.integration.test_batches import (  # the fixtures and helpers of queued batches
@@ -56,8 +57,9 @@ NATIVE_MODELS = """\
 TIME_SCALE = 0.002
 
 
-@pytest.fixture
-def stack(env: Env, aws_endpoint: str) -> Iterator[str]:  # noqa: F811 - the fixture above
+def native_stack(env: Env, endpoint: str) -> Any:
+    """`spine local` with the native models, its schedule sped up; the batch
+    function's container state (settings, models) made anew for this test's config."""
     env.add_model(
         NATIVE_MODELS.format(
             openai_url=env.fakes.openai_url,
@@ -65,9 +67,13 @@ def stack(env: Env, aws_endpoint: str) -> Iterator[str]:  # noqa: F811 - the fix
             gemini_url=env.fakes.gemini_url,
         )
     )
-    with running_emulator(
-        env, pool_size=2, aws_endpoint=aws_endpoint, time_scale=TIME_SCALE
-    ) as url:
+    container_worker.cache_clear()
+    return running_emulator(env, pool_size=2, aws_endpoint=endpoint, time_scale=TIME_SCALE)
+
+
+@pytest.fixture
+def stack(env: Env, aws_endpoint: str) -> Iterator[str]:  # noqa: F811 - the fixture above
+    with native_stack(env, aws_endpoint) as url:
         yield url
 
 
@@ -97,6 +103,17 @@ def submit(client: openai.OpenAI, content: bytes) -> Any:
     )
 
 
+def submitted(client: openai.OpenAI, env: Env, provider: str, batch_id: str) -> Any:
+    """The provider's batch, once the schedule submitted it (the batch in progress)."""
+    deadline = time.monotonic() + 30
+    while client.batches.retrieve(batch_id).status == "validating":
+        assert time.monotonic() < deadline, "the schedule never submitted the batch"
+        time.sleep(0.1)
+    assert client.batches.retrieve(batch_id).status == "in_progress"
+    [provider_batch] = env.fakes.provider_batches(provider)
+    return provider_batch
+
+
 def half_price(rows: list[dict[str, Any]], input_price: str, output_price: str) -> Decimal:
     prompt = sum(int(r["prompt_tokens"]) for r in rows)
     completion = sum(int(r["completion_tokens"]) for r in rows)
@@ -111,9 +128,9 @@ def test_an_openai_batch_goes_natively_and_is_billed_once_at_half_price(
     client = sdk(stack, api_key)
     # When the batch is created
     batch = submit(client, lines("gpt-native", 5))
-    # Then it went whole to OpenAI's batch API, translated to the provider's model
-    assert batch.status == "in_progress"
-    [provider_batch] = env.fakes.provider_batches("openai")
+    # Then the schedule sends it whole to OpenAI's batch API, with the provider's model
+    assert batch.status == "validating"
+    provider_batch = submitted(client, env, "openai", batch.id)
     assert [r["custom_id"] for r in provider_batch.requests] == [f"req-{i}" for i in range(5)]
     assert {r["body"]["model"] for r in provider_batch.requests} == {"gpt-4o-mini"}
     assert not env.fakes.requests("openai") or all(
@@ -163,7 +180,7 @@ def test_an_anthropic_batch_maps_results_errors_and_expiry(
     env.fakes.fail_batch_requests("req-1")
     client = sdk(stack, api_key)
     batch = submit(client, lines("claude-native", 4))
-    [provider_batch] = env.fakes.provider_batches("anthropic")
+    provider_batch = submitted(client, env, "anthropic", batch.id)
     params = provider_batch.requests[0]["params"]
     assert params["model"] == "claude-haiku-4-5" and params["max_tokens"] == 100
     assert params["messages"] == [
@@ -197,8 +214,7 @@ def test_a_gemini_batch_goes_natively_as_inlined_requests(
     env.fakes.fail_batch_requests("req-2")
     client = sdk(stack, api_key)
     batch = submit(client, lines("gemini-native", 3))
-    assert batch.status == "in_progress"
-    [provider_batch] = env.fakes.provider_batches("gemini")
+    provider_batch = submitted(client, env, "gemini", batch.id)
     assert provider_batch.model == "gemini-2.5-flash"
     first = provider_batch.requests[0]
     assert first["metadata"] == {"key": "req-0"}
@@ -225,10 +241,10 @@ def test_a_gemini_batch_goes_natively_as_inlined_requests(
 def test_cancel_is_forwarded_to_the_provider(stack: str, env: Env, api_key: str) -> None:
     client = sdk(stack, api_key)
     batch = submit(client, lines("claude-native", 3))
+    provider_batch = submitted(client, env, "anthropic", batch.id)
     # When the batch is cancelled
     assert client.batches.cancel(batch.id).status == "cancelling"
-    # Then the provider's batch is cancelled, and the batch ends cancelled
-    [provider_batch] = env.fakes.provider_batches("anthropic")
+    # Then the provider's batch is cancelled at once, and the batch ends cancelled
     assert provider_batch.cancelled
     env.fakes.end_batches(ran=1)
     done = wait_for(client, batch.id, timeout=60)
@@ -258,19 +274,16 @@ def test_the_budget_is_checked_before_the_provider_sees_a_batch(
     api_key: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # Given a daily budget smaller than any batch's estimate
     monkeypatch.setenv("SPINE_LIMITS__DAILY_BUDGET_USD", "0.0000001")
-    env.add_model(
-        NATIVE_MODELS.format(
-            openai_url=env.fakes.openai_url,
-            anthropic_url=env.fakes.anthropic_url,
-            gemini_url=env.fakes.gemini_url,
-        )
-    )
-    with running_emulator(env, pool_size=2, aws_endpoint=aws_endpoint) as url:
+    with native_stack(env, aws_endpoint) as url:
         client = sdk(url, api_key)
-        with pytest.raises(openai.RateLimitError) as refused:
-            submit(client, lines("gpt-native", 50))
-        assert "budget" in str(refused.value)
+        # When a native batch is created
+        batch = submit(client, lines("gpt-native", 50))
+        done = wait_for(client, batch.id, timeout=60)
+        # Then it failed with the budget's refusal; the provider never saw it
+        assert done.status == "failed"
+        assert done.errors is not None and done.errors.data
+        assert done.errors.data[0].code == "insufficient_quota"
+        assert "budget" in (done.errors.data[0].message or "")
         assert env.fakes.provider_batches("openai") == []
-        [failed] = client.batches.list().data
-        assert failed.status == "failed"

@@ -178,3 +178,36 @@ def test_a_custom_id_anthropic_refuses_sends_the_batch_down_the_queued_path() ->
     assert api.request_line(target, "ok-1", request)["params"]["model"] == "claude-haiku-4-5"
     with pytest.raises(NotNative):
         api.request_line(target, "has space", request)
+
+
+def test_gemini_inlined_responses_become_chat_completions_and_openai_errors() -> None:
+    from google.genai import types
+
+    from spine.providers.native_batch.gemini_batch import _result as gemini_result
+    from tests.fakes import gemini_api
+
+    raw = gemini_api.response(
+        "hi there", usage_body=gemini_api.usage(6, 2), model_version="gemini-2.5-flash"
+    )
+    answered = types.InlinedResponse.model_validate(
+        {"response": raw, "metadata": {"key": "req-1"}}
+    )
+    ok = gemini_result(answered, "gemini-2.5-flash")
+    assert (ok.custom_id, ok.outcome) == ("req-1", "succeeded")
+    assert ok.body is not None and ok.body["choices"][0]["message"]["content"] == "hi there"
+    assert ok.usage is not None and ok.usage.prompt_tokens == 6
+    refused = gemini_result(
+        types.InlinedResponse.model_validate(
+            {"error": {"code": 3, "message": "bad field"}, "metadata": {"key": "req-2"}}
+        ),
+        "gemini-2.5-flash",
+    )
+    assert (refused.outcome, refused.status_code) == ("errored", 400)
+    assert refused.body is not None and "bad field" in refused.body["error"]["message"]
+    blocked = gemini_result(
+        types.InlinedResponse.model_validate(
+            {"response": gemini_api.blocked_prompt(), "metadata": {"key": "req-3"}}
+        ),
+        "gemini-2.5-flash",
+    )
+    assert blocked.outcome == "errored" and blocked.error_code == "content_filter"

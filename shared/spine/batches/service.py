@@ -14,9 +14,9 @@ from datetime import UTC, datetime, timedelta
 from spine.auth.principal import Principal
 from spine.aws.batch_objects import WorkQueue
 from spine.batches import messages
-from spine.batches.files import file_not_found, new_id, object_store, owner_of
+from spine.batches.files import file_not_found, new_id, owner_of
 from spine.batches.native.poll import forward_cancel
-from spine.batches.native.submit import submit_if_native
+from spine.batches.native.submit import choose_native
 from spine.batches.validate import check_for_batch
 from spine.errors import InvalidRequestError, NotFoundError, ServiceUnavailableError
 from spine.registry.resolve import Registry
@@ -81,16 +81,8 @@ async def create_batch(
             expires_at=datetime.now(UTC) + WINDOWS[body.completion_window],
         ),
     )
-    if await submit_if_native(
-        database,
-        get_settings(),
-        registry,
-        principal=principal,
-        batch=row,
-        input_file=input_file,
-        objects=object_store(settings),
-    ):
-        return await store.get_batch(conn, owner, row.id) or row
+    if await choose_native(database, registry, row, input_file):
+        return row  # the batch function's schedule submits it to the provider
     try:
         await asyncio.to_thread(queue.send, [messages.start(row.id)])
     except Exception as exc:
@@ -126,10 +118,11 @@ async def cancel_batch(
     settings: BatchSettings,
     principal: Principal,
     batch_id: str,
-    registry: Registry | None = None,
+    registry: Registry,
 ) -> BatchRow:
     """Stop starting new lines; lines that finished stay in the output. The batch is
-    `cancelling` until every running line reported, then `cancelled`."""
+    `cancelling` until every running line reported, then `cancelled`. A native
+    batch's cancel goes to its provider."""
     queue = work_queue(settings)
     row, finalize = await store.cancel(await database.connection(), owner_of(principal), batch_id)
     if row is None:
@@ -141,8 +134,7 @@ async def cancel_batch(
             param="batch_id",
             code="invalid_state",
         )
-    if registry is not None and row.status == "cancelling":
-        await forward_cancel(database, get_settings(), registry, row)
-    if finalize:
+    native = await forward_cancel(database, get_settings(), registry, row)
+    if finalize and not native:  # a native batch's files come from its provider's results
         await asyncio.to_thread(queue.send, [messages.finalize(row.id)])
     return row

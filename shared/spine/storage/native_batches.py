@@ -2,8 +2,9 @@
 
 A native batch's `batches` row keeps what the API shows (status, counts, files);
 this row keeps what Spine needs to follow it at the provider: the provider's batch
-id and status, and the budget counters its estimate was taken from. A poll leases
-the row, so two overlapping schedule runs never write one batch's files at once.
+id (none until the schedule submitted it) and status, and the budget counters its
+estimate was taken from. A run of the schedule leases the row, so two overlapping
+runs never submit one batch twice nor write its files at once.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ class NativeBatchRow:
     provider: str
     model_id: str
     requested_model: str
-    provider_batch_id: str
+    provider_batch_id: str | None
     provider_status: str
     estimate_usd: Decimal
     budget_holds: list[dict[str, Any]]
@@ -57,32 +58,39 @@ class NativeBatchRow:
         ]
 
 
-async def insert(
+async def insert_pending(
+    conn: Connection, *, batch_id: str, provider: str, model_id: str, requested_model: str
+) -> None:
+    """A batch that goes natively, to be submitted by the schedule."""
+    await conn.execute(
+        """
+INSERT INTO native_batches (batch_id, provider, model_id, requested_model)
+VALUES (%(batch)s, %(provider)s, %(model)s, %(requested)s)
+""",
+        {"batch": batch_id, "provider": provider, "model": model_id, "requested": requested_model},
+    )
+
+
+async def submitted(
     conn: Connection,
-    *,
     batch_id: str,
-    provider: str,
-    model_id: str,
-    requested_model: str,
+    *,
     provider_batch_id: str,
     provider_status: str,
     estimate_usd: Decimal,
     holds: list[BudgetHold],
 ) -> None:
-    """Record a batch the provider accepted, and move it to in_progress."""
+    """The provider accepted the batch: its id, and the estimate's budget holds; the
+    batch moves to in_progress."""
     async with conn.transaction():
         await conn.execute(
             """
-INSERT INTO native_batches (batch_id, provider, model_id, requested_model,
-                            provider_batch_id, provider_status, estimate_usd, budget_holds)
-VALUES (%(batch)s, %(provider)s, %(model)s, %(requested)s, %(pid)s, %(status)s,
-        %(estimate)s, %(holds)s)
+UPDATE native_batches SET provider_batch_id = %(pid)s, provider_status = %(status)s,
+    estimate_usd = %(estimate)s, budget_holds = %(holds)s, leased_until = NULL
+WHERE batch_id = %(batch)s
 """,
             {
                 "batch": batch_id,
-                "provider": provider,
-                "model": model_id,
-                "requested": requested_model,
                 "pid": provider_batch_id,
                 "status": provider_status,
                 "estimate": estimate_usd,
@@ -103,6 +111,11 @@ VALUES (%(batch)s, %(provider)s, %(model)s, %(requested)s, %(pid)s, %(status)s,
             " WHERE id = %(id)s AND status = 'validating'",
             {"id": batch_id},
         )
+
+
+async def forget(conn: Connection, batch_id: str) -> None:
+    """The batch cannot go natively after all (it runs queued): no longer native."""
+    await conn.execute("DELETE FROM native_batches WHERE batch_id = %(id)s", {"id": batch_id})
 
 
 async def get(conn: Connection, batch_id: str) -> NativeBatchRow | None:

@@ -1,50 +1,58 @@
-"""Follow native batches from the batch function's schedule, and forward cancels.
+"""Submit and follow native batches from the batch function's schedule, and
+forward cancels.
 
-Each run polls every open native batch's provider status. While it runs, the
-provider's counts are shown as the batch's `request_counts`; once it ended, its
-results are streamed twice (output lines, then error lines) into the batch's files
-through the same streaming writer as queued batches, each answered line billed once
-(`results`), requests that never ran marked `batch_expired` / `batch_cancelled`,
-and the batch closed with the budget estimate given back, once. A poll holds its
-batch by a lease; a poll that dies is simply run again by a later schedule run.
+Each run submits the native batches created since the last one
+(`spine.batches.native.submit`; one cancelled before that is closed with every
+request `batch_cancelled`) and polls every other open one at its provider. While
+the provider runs it, its counts are shown as the batch's `request_counts`; once it
+ended, its results are streamed twice (output lines, then error lines) into the
+batch's files through the same streaming writer as queued batches, each answered
+line billed once (`results`), requests that never ran marked `batch_expired` /
+`batch_cancelled`, and the batch closed with the budget estimate given back, once.
+A run holds its batch by a lease; a run that dies is simply done again later.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import AsyncIterator, Callable
 
 from spine.aws.batch_objects import ObjectStore
 from spine.batches.files import save_output
 from spine.batches.finalize import write_object
 from spine.batches.native.results import ResultWriter
+from spine.batches.native.submit import Refused, submit
 from spine.errors import SpineError
 from spine.observability import get_logger
 from spine.pipeline.targets import target_for
 from spine.providers.base import Target
-from spine.providers.native_batch import NativeBatchApi, ProviderBatch, batch_api
+from spine.providers.native_batch import LineResult, NativeBatchApi, batch_api
 from spine.registry.resolve import Registry
+from spine.registry.schema import Pricing
 from spine.settings import Settings
 from spine.storage import batches as store
 from spine.storage import files as file_store
 from spine.storage import native_batches as native_store
 from spine.storage.batches import BatchRow
 from spine.storage.db import Database
+from spine.storage.limits import Adjustment
 from spine.storage.native_batches import NativeBatchRow
 from spine.storage.owner import Owner
 
 logger = get_logger(__name__)
 
-# Longer than writing the largest batch's files takes.
+# Longer than submitting the largest batch or writing its files takes.
 POLL_LEASE_SECONDS = 600
 _PROVIDER_CANCELLING = ("cancelling", "canceling")
+Results = Callable[[], AsyncIterator[LineResult]]
 
 
 async def poll_native_batches(
     database: Database, settings: Settings, registry: Registry, objects: ObjectStore
 ) -> int:
-    """Poll every open native batch once; how many were polled. A batch whose poll
-    fails is logged and left for the next run."""
+    """Submit or poll every open native batch once; how many were. A batch whose
+    turn fails is logged and left for the next run."""
     polled = 0
     for batch_id in await native_store.open_ids(await database.connection()):
         try:
@@ -67,11 +75,14 @@ async def _poll(
         return False  # closed, or another run holds it
     batch = await store.get_batch(conn, None, batch_id)
     assert batch is not None
+    if native.provider_batch_id is None:
+        await _submit(database, settings, registry, objects, batch=batch, native=native)
+        return True
     target, api = _provider(native, settings, registry)
     seen = await api.status(target, native.provider_batch_id)
     if seen.state == "running":
         if batch.status == "cancelling" and seen.status not in _PROVIDER_CANCELLING:
-            await api.cancel(target, native.provider_batch_id)  # a cancel not forwarded yet
+            await api.cancel(target, seen.id)  # a cancel not forwarded yet
         await native_store.polled(
             conn,
             batch_id,
@@ -80,18 +91,50 @@ async def _poll(
             failed=seen.errored,
         )
         return True
-    release = [hold.adjustment(-native.estimate_usd) for hold in native.holds]
     if seen.state == "failed":
-        errors = {"object": "list", "data": [{"code": "provider_failed", "message": seen.message}]}
-        await native_store.fail(conn, batch_id, errors, release)
+        await native_store.fail(
+            conn, batch_id, _errors("provider_failed", seen.message), _release(native)
+        )
         return True
     await store.to_finalizing(conn, batch_id, expired=seen.expired)
-    current = await store.get_batch(conn, None, batch_id)
-    assert current is not None
     await _write_results(
-        database, objects, batch=current, native=native, target=target, api=api, seen=seen
+        database,
+        objects,
+        batch_id=batch_id,
+        native=native,
+        target=target,
+        results=lambda: api.results(target, seen.id),
     )
     return True
+
+
+async def _submit(
+    database: Database,
+    settings: Settings,
+    registry: Registry,
+    objects: ObjectStore,
+    *,
+    batch: BatchRow,
+    native: NativeBatchRow,
+) -> None:
+    conn = await database.connection()
+    if batch.status == "cancelling":  # cancelled before it was submitted: nothing ran
+        await store.to_finalizing(conn, batch.id, expired=False)
+        await _write_results(
+            database, objects, batch_id=batch.id, native=native, target=None, results=_none
+        )
+        return
+    try:
+        await submit(database, settings, registry, objects=objects, batch=batch)
+    except Refused as refused:
+        error = refused.error
+        await native_store.fail(conn, batch.id, _errors(error.code, error.message), [])
+        logger.info("native batch refused", extra={"batch_id": batch.id, "code": error.code})
+
+
+async def _none() -> AsyncIterator[LineResult]:
+    return
+    yield  # an async generator of no results
 
 
 def _provider(
@@ -107,33 +150,39 @@ async def _write_results(
     database: Database,
     objects: ObjectStore,
     *,
-    batch: BatchRow,
+    batch_id: str,
     native: NativeBatchRow,
-    target: Target,
-    api: NativeBatchApi,
-    seen: ProviderBatch,
+    target: Target | None,
+    results: Results,
 ) -> None:
-    entry = target.entry
-    writer = ResultWriter(database, batch, native, entry, target.deployment)
-    owner = Owner(batch.tenant, batch.owner)
-    output_key = f"files/{batch.id}_output.jsonl"
-    output_size = await write_object(
-        objects, output_key, writer.output_lines(api.results(target, seen.id))
-    )
-    missing = await _missing(database, objects, batch, writer.seen)
-    error_key = f"files/{batch.id}_error.jsonl"
-    error_size = await write_object(
-        objects, error_key, writer.error_lines(api.results(target, seen.id), missing)
+    """The files of a finalizing batch from the provider's `results` (read twice),
+    then the batch closed."""
+    batch = await store.get_batch(await database.connection(), None, batch_id)
+    assert batch is not None
+    writer = ResultWriter(
+        database,
+        batch,
+        native,
+        deployment=target.deployment if target else "default",
+        pricing=target.entry.batch_pricing if target else Pricing(),
     )
     file_ids: list[str | None] = []
-    for key, size, suffix in (
-        (output_key, output_size, "output"),
-        (error_key, error_size, "error"),
-    ):
+    for suffix in ("output", "error"):
+        key = f"files/{batch.id}_{suffix}.jsonl"
+        if suffix == "output":
+            lines = writer.output_lines(results())
+        else:
+            missing = await _missing(database, objects, batch, writer.seen)
+            lines = writer.error_lines(results(), missing)
+        size = await write_object(objects, key, lines)
         saved = None
         if size:
             saved = await save_output(
-                database, owner, filename=f"{batch.id}_{suffix}.jsonl", key=key, size=size
+                database,
+                Owner(batch.tenant, batch.owner),
+                filename=f"{batch.id}_{suffix}.jsonl",
+                key=key,
+                size=size,
             )
         file_ids.append(saved.id if saved else None)
     closed = await native_store.close(
@@ -143,7 +192,7 @@ async def _write_results(
         failed=writer.failed,
         output_file_id=file_ids[0],
         error_file_id=file_ids[1],
-        release=[hold.adjustment(-native.estimate_usd) for hold in native.holds],
+        release=_release(native),
     )
     logger.info(
         "native batch closed",
@@ -173,16 +222,28 @@ async def _missing(
     return await asyncio.to_thread(read)
 
 
+def _errors(code: str | None, message: str) -> dict[str, object]:
+    return {"object": "list", "data": [{"code": code, "message": message[:500]}]}
+
+
+def _release(native: NativeBatchRow) -> list[Adjustment]:
+    """The estimate's budget holds given back."""
+    return [hold.adjustment(-native.estimate_usd) for hold in native.holds]
+
+
 async def forward_cancel(
     database: Database, settings: Settings, registry: Registry, batch: BatchRow
-) -> None:
-    """Cancel a native batch at its provider (a no-op for a queued one). Best effort:
+) -> bool:
+    """Cancel a native batch at its provider; False for a queued batch. Best effort:
     should the provider be away, the next poll forwards it again."""
     native = await native_store.get(await database.connection(), batch.id)
-    if native is None or native.done:
-        return
+    if native is None:
+        return False
+    if native.done or native.provider_batch_id is None:
+        return True  # over, or not submitted yet (the schedule closes it)
     try:
         target, api = _provider(native, settings, registry)
         await api.cancel(target, native.provider_batch_id)
     except (SpineError, RuntimeError):
         logger.warning("native batch cancel not forwarded", extra={"batch_id": batch.id})
+    return True

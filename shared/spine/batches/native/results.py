@@ -21,7 +21,7 @@ from spine.ledger.recorder import UsageEntry, usage_record, write_spooled
 from spine.ledger.spool import SpooledUsage
 from spine.pipeline.kinds import CHAT
 from spine.providers.native_batch import LineResult
-from spine.registry.schema import ModelEntry
+from spine.registry.schema import Pricing
 from spine.schemas.openai import Usage
 from spine.storage.batches import BatchRow
 from spine.storage.db import Database
@@ -49,8 +49,9 @@ class ResultWriter:
     database: Database
     batch: BatchRow
     native: NativeBatchRow
-    entry: ModelEntry
     deployment: str
+    # The model's batch prices (spine.registry.schema.ModelEntry.batch_pricing).
+    pricing: Pricing
     completed: int = 0
     failed: int = 0
     seen: set[str] = field(default_factory=set)
@@ -95,12 +96,12 @@ class ResultWriter:
             yield (unrun_line(custom_id, *unrun) + "\n").encode()
 
     async def _record(self, custom_id: str, usage: Usage, error: SpineError | None) -> None:
-        cost = Decimal(0) if error is not None else cost_usd(self.entry.batch_pricing, usage)
+        cost = Decimal(0) if error is not None else cost_usd(self.pricing, usage)
         entry = UsageEntry(
             request_id=request_id(self.batch.id, custom_id),
             principal=owner_principal(self.batch),
             requested_model=self.native.requested_model,
-            model_id=self.entry.id,
+            model_id=self.native.model_id,
             provider=self.native.provider,
             deployment=self.deployment,
             endpoint=CHAT.name,

@@ -1,17 +1,23 @@
-"""Submit a batch to its provider's batch API, when it may go natively.
+"""Native batches: chosen at creation, submitted by the batch function's schedule.
 
-The input file is read from S3 a line at a time and each request prepared exactly
-as the live path prepares it (the model's defaults, the provider's checks) and
-translated to the provider's batch line, into a temporary file (spilled to disk
-past a few MB). A line the live path would refuse, or one the provider cannot
-take, sends the whole batch down the queued path instead, where each line gets
-its own answer.
+`POST /v1/batches` only decides (from the input file's summary, no read of the
+file) and records the batch as native; the batch function, which has the time (a
+large file takes longer than an API request may), the provider keys and the
+memory, submits it on the schedule's next run.
+
+Submission reads the input file from S3 a line at a time, prepares each request
+exactly as the live path prepares it (the model's defaults, the provider's checks)
+and translates it to the provider's batch line, into a temporary file (spilled to
+disk past a few MB). A line the live path would refuse, or one the provider cannot
+take, sends the whole batch down the queued path instead, where each line gets its
+own answer.
 
 Budgets: a native batch cannot bypass them. Its estimated cost (prompt bytes and
 each line's output limit, at the batch price) is admitted against the owner's
-limits as one request before the provider sees anything; refused, the batch fails
-with the refusal (429). The estimate stays held until the batch ends
-(`spine.batches.native.poll` gives it back once, having added each line's cost).
+limits as one request before the provider sees anything (as `spine.pipeline.
+admitted` admits a live call); refused, the batch fails with the refusal. The
+estimate stays held until the batch ends (`spine.batches.native.poll` gives it
+back once, having added each line's real cost).
 """
 
 from __future__ import annotations
@@ -25,11 +31,12 @@ from typing import IO, Any
 
 from pydantic import ValidationError
 
-from spine.auth.principal import Principal
-from spine.aws.batch_objects import ObjectStore
+from spine.aws.batch_objects import ObjectStore, WorkQueue
+from spine.batches import messages
+from spine.batches.lines import owner_principal
 from spine.batches.native.eligibility import NativePlan, native_plan
 from spine.errors import SpineError
-from spine.limits.admission import admit_with, estimate_cost, release_with
+from spine.limits.admission import Reservation, admit_with, estimate_cost, release_with
 from spine.observability import get_logger
 from spine.pipeline.kinds import CHAT
 from spine.pipeline.targets import target_for
@@ -39,12 +46,13 @@ from spine.registry.resolve import Registry
 from spine.registry.schema import ModelEntry
 from spine.schemas.openai import ChatCompletionRequest
 from spine.settings import Settings
-from spine.storage import batches as store
+from spine.storage import files as file_store
 from spine.storage import native_batches as native_store
 from spine.storage.batches import BatchRow
 from spine.storage.db import Database
 from spine.storage.files import FileRow
 from spine.storage.native_batches import BudgetHold
+from spine.storage.owner import Owner
 
 logger = get_logger(__name__)
 
@@ -65,91 +73,83 @@ def batch_priced(entry: ModelEntry) -> ModelEntry:
     return entry.model_copy(update={"pricing": entry.batch_pricing})
 
 
-async def submit_if_native(
+async def choose_native(
+    database: Database, registry: Registry, batch: BatchRow, input_file: FileRow
+) -> bool:
+    """Record `batch` as native when it may go so (True: the schedule submits it);
+    False: it runs queued."""
+    plan = native_plan(input_file.summary, batch.endpoint, registry)
+    if plan is None:
+        return False
+    await native_store.insert_pending(
+        await database.connection(),
+        batch_id=batch.id,
+        provider=plan.resolved.entry.provider.value,
+        model_id=plan.resolved.entry.id,
+        requested_model=plan.requested_model,
+    )
+    return True
+
+
+class Refused(Exception):
+    """The batch cannot be submitted: it fails with this error."""
+
+    def __init__(self, error: SpineError) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
+async def submit(
     database: Database,
     settings: Settings,
     registry: Registry,
     *,
-    principal: Principal,
-    batch: BatchRow,
-    input_file: FileRow,
     objects: ObjectStore,
-) -> bool:
-    """Submit `batch` natively when it may go so (True); False: it runs queued.
-    Raises the admission's refusal or the provider's error (the batch failed)."""
-    plan = native_plan(input_file.summary, batch.endpoint, registry)
-    if plan is None:
-        return False
-    entry = plan.resolved.entry
+    batch: BatchRow,
+) -> None:
+    """Submit a native batch to its provider; raises Refused when it cannot be (a
+    budget, a missing key, the provider's refusal). A batch that cannot go natively
+    after all (a line, a custom_id, models.yaml changed) is queued instead."""
+    conn = await database.connection()
+    input_file = await file_store.get_file(
+        conn, Owner(batch.tenant, batch.owner), batch.input_file_id
+    )
+    plan = None if input_file is None else native_plan(input_file.summary, batch.endpoint, registry)
     try:
+        if input_file is None or plan is None:
+            raise NotNative("the input file or the model's opt-in is gone")
+        entry = plan.resolved.entry
         target = target_for(entry, settings)
         api = batch_api(entry.provider)
         translated = await asyncio.to_thread(
             translate, objects, input_file.s3_key, plan, api, target
         )
     except NotNative as reason:
-        logger.info("batch runs queued", extra={"batch_id": batch.id, "reason": str(reason)})
-        return False
+        await _run_queued(database, settings, batch, str(reason))
+        return
     except SpineError as exc:
-        await _fail(database, batch.id, exc)
-        raise
+        raise Refused(exc) from exc
     with translated.lines:
-        await _admit_and_submit(
-            database,
-            settings,
-            principal=principal,
-            batch=batch,
-            plan=plan,
-            target=target,
-            api=api,
-            translated=translated,
-        )
-    return True
-
-
-async def _admit_and_submit(
-    database: Database,
-    settings: Settings,
-    *,
-    principal: Principal,
-    batch: BatchRow,
-    plan: NativePlan,
-    target: Target,
-    api: NativeBatchApi,
-    translated: Translated,
-) -> None:
-    entry = plan.resolved.entry
-    try:
-        reservation = await admit_with(
-            database,
-            principal,
-            settings.limits,
-            entry,
-            tokens=0,  # tokens per minute do not apply: the provider runs it offline
-            cost_usd=translated.estimate_usd,
-        )
-    except SpineError as exc:
-        await _fail(database, batch.id, exc)
-        raise
-    try:
-        provider_batch = await api.submit(target, translated.lines, translated.count)
-    except BaseException as exc:
-        if reservation is not None:
-            await release_with(database, reservation)
-        if isinstance(exc, SpineError):
-            await _fail(database, batch.id, exc)
-        raise
+        reservation = await _admit(database, settings, batch, entry, translated.estimate_usd)
+        try:
+            provider_batch = await api.submit(target, translated.lines, translated.count)
+        except BaseException as exc:
+            if reservation is not None:
+                await release_with(database, reservation)
+            if isinstance(exc, NotNative):
+                await _run_queued(database, settings, batch, str(exc))
+                return
+            if isinstance(exc, SpineError):
+                raise Refused(exc) from exc
+            raise
     holds = [
         BudgetHold(state.request.subject, state.request.metric, state.window_start)
         for state in (reservation.counters if reservation is not None else [])
         if state.request.metric in BUDGET_METRICS
     ]
-    await native_store.insert(
+    await native_store.submitted(
         await database.connection(),
-        batch_id=batch.id,
-        provider=entry.provider.value,
-        model_id=entry.id,
-        requested_model=plan.requested_model,
+        batch.id,
         provider_batch_id=provider_batch.id,
         provider_status=provider_batch.status,
         # Held only where a budget took it: that is what the end gives back.
@@ -160,6 +160,30 @@ async def _admit_and_submit(
         "batch submitted natively",
         extra={"batch_id": batch.id, "provider": entry.provider.value, "id": provider_batch.id},
     )
+
+
+async def _admit(
+    database: Database, settings: Settings, batch: BatchRow, entry: ModelEntry, estimate: Decimal
+) -> Reservation | None:
+    try:
+        return await admit_with(
+            database,
+            owner_principal(batch),
+            settings.limits,
+            entry,
+            tokens=0,  # tokens per minute do not apply: the provider runs it offline
+            cost_usd=estimate,
+        )
+    except SpineError as exc:
+        raise Refused(exc) from exc
+
+
+async def _run_queued(database: Database, settings: Settings, batch: BatchRow, reason: str) -> None:
+    """The batch goes down the queued path after all: its `start` message."""
+    logger.info("batch runs queued", extra={"batch_id": batch.id, "reason": reason})
+    await native_store.forget(await database.connection(), batch.id)
+    queue = WorkQueue(settings.batch.queue_url)
+    await asyncio.to_thread(queue.send, [messages.start(batch.id)])
 
 
 def translate(
@@ -195,8 +219,3 @@ def _prepared(line: dict[str, Any], plan: NativePlan) -> ChatCompletionRequest:
         return CHAT.prepare(request, plan.resolved, False)
     except (ValidationError, SpineError) as exc:
         raise NotNative(f"line {line['custom_id'][:64]!r}: {exc}") from None
-
-
-async def _fail(database: Database, batch_id: str, exc: SpineError) -> None:
-    errors = {"object": "list", "data": [{"code": exc.code, "message": exc.message[:500]}]}
-    await store.fail(await database.connection(), batch_id, errors)

@@ -2,10 +2,11 @@
 -- Runs inside one transaction (see spine/storage/migrate.py).
 
 -- ---------------------------------------------------------------------------
--- native_batches: a batch Spine submitted whole to its provider's batch API (OpenAI
--- Batch, Anthropic Message Batches) instead of running its lines; one row per such
--- batch, beside its `batches` row (which keeps the status, counts and files the API
--- shows). The batch function's schedule polls the open ones.
+-- native_batches: a batch that goes whole to its provider's batch API (OpenAI Batch,
+-- Anthropic Message Batches, Gemini batch mode) instead of running its lines; one
+-- row per such batch, beside its `batches` row (which keeps the status, counts and
+-- files the API shows). The batch function's schedule submits it (provider_batch_id
+-- NULL until then) and polls it until it is done.
 -- requested_model: the model name the lines sent (their usage rows' `model`).
 -- budget_holds: the budget counters the batch's estimated cost was taken from at
 --   creation ([{"subject", "metric", "window_start"}]); each line's cost is added to
@@ -19,8 +20,8 @@ CREATE TABLE native_batches (
     provider          text        NOT NULL,
     model_id          text        NOT NULL,
     requested_model   text        NOT NULL,
-    provider_batch_id text        NOT NULL,
-    provider_status   text        NOT NULL,
+    provider_batch_id text,
+    provider_status   text        NOT NULL DEFAULT 'submitting',
     estimate_usd      numeric     NOT NULL DEFAULT 0,
     budget_holds      jsonb       NOT NULL DEFAULT '[]',
     done              boolean     NOT NULL DEFAULT false,
