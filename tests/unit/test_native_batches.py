@@ -189,9 +189,7 @@ def test_gemini_inlined_responses_become_chat_completions_and_openai_errors() ->
     raw = gemini_api.response(
         "hi there", usage_body=gemini_api.usage(6, 2), model_version="gemini-2.5-flash"
     )
-    answered = types.InlinedResponse.model_validate(
-        {"response": raw, "metadata": {"key": "req-1"}}
-    )
+    answered = types.InlinedResponse.model_validate({"response": raw, "metadata": {"key": "req-1"}})
     ok = gemini_result(answered, "gemini-2.5-flash")
     assert (ok.custom_id, ok.outcome) == ("req-1", "succeeded")
     assert ok.body is not None and ok.body["choices"][0]["message"]["content"] == "hi there"
