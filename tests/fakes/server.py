@@ -372,16 +372,11 @@ def _batch_routes(state: FakeState, record: Callable[[str, Request], Any]) -> li
         lines = [json.loads(line) for line in content.splitlines() if line.strip()]
         return JSONResponse(batches.openai_batch(store.add("openai", lines), store))
 
-    async def openai_retrieve(request: Request) -> Response:
+    async def openai_batch(request: Request) -> Response:
+        """GET a batch, or POST .../cancel."""
         await record("openai", request)
-        batch = store.get(request.path_params["batch_id"])
-        return (
-            missing("batch") if batch is None else JSONResponse(batches.openai_batch(batch, store))
-        )
-
-    async def openai_cancel(request: Request) -> Response:
-        await record("openai", request)
-        batch = store.cancel(request.path_params["batch_id"])
+        batch_id = request.path_params["batch_id"]
+        batch = store.get(batch_id) if request.method == "GET" else store.cancel(batch_id)
         return (
             missing("batch") if batch is None else JSONResponse(batches.openai_batch(batch, store))
         )
@@ -394,16 +389,11 @@ def _batch_routes(state: FakeState, record: Callable[[str, Request], Any]) -> li
         batch = store.add("anthropic", list(recorded.json["requests"]))
         return JSONResponse(batches.anthropic_batch(batch, root(request)))
 
-    async def anthropic_retrieve(request: Request) -> Response:
+    async def anthropic_batch(request: Request) -> Response:
+        """GET a batch, or POST .../cancel."""
         await record("anthropic", request)
-        batch = store.get(request.path_params["batch_id"])
-        if batch is None:
-            return missing("batch")
-        return JSONResponse(batches.anthropic_batch(batch, root(request)))
-
-    async def anthropic_cancel(request: Request) -> Response:
-        await record("anthropic", request)
-        batch = store.cancel(request.path_params["batch_id"])
+        batch_id = request.path_params["batch_id"]
+        batch = store.get(batch_id) if request.method == "GET" else store.cancel(batch_id)
         if batch is None:
             return missing("batch")
         return JSONResponse(batches.anthropic_batch(batch, root(request)))
@@ -423,28 +413,29 @@ def _batch_routes(state: FakeState, record: Callable[[str, Request], Any]) -> li
         )
         return JSONResponse(batches.gemini_operation(batch))
 
-    async def gemini_get(request: Request) -> Response:
+    async def gemini_batch(request: Request) -> Response:
+        """GET a batch job's operation, or POST ...:cancel (an empty answer)."""
         await record("gemini", request)
-        batch = store.get("batches/" + request.path_params["batch_id"])
-        return missing("batch") if batch is None else JSONResponse(batches.gemini_operation(batch))
-
-    async def gemini_cancel(request: Request) -> Response:
-        await record("gemini", request)
-        batch = store.cancel("batches/" + request.path_params["batch_id"])
-        return missing("batch") if batch is None else JSONResponse({})
+        batch_id = "batches/" + request.path_params["batch_id"]
+        if request.method == "GET":
+            batch = store.get(batch_id)
+            return (
+                missing("batch") if batch is None else JSONResponse(batches.gemini_operation(batch))
+            )
+        return missing("batch") if store.cancel(batch_id) is None else JSONResponse({})
 
     return [
         Route("/v1beta/models/{model}:batchGenerateContent", gemini_create, methods=["POST"]),
-        Route("/v1beta/batches/{batch_id}", gemini_get, methods=["GET"]),
-        Route("/v1beta/batches/{batch_id}:cancel", gemini_cancel, methods=["POST"]),
+        Route("/v1beta/batches/{batch_id}", gemini_batch, methods=["GET"]),
+        Route("/v1beta/batches/{batch_id}:cancel", gemini_batch, methods=["POST"]),
         Route("/v1/files", openai_file, methods=["POST"]),
         Route("/v1/files/{file_id}/content", openai_content, methods=["GET"]),
         Route("/v1/batches", openai_create, methods=["POST"]),
-        Route("/v1/batches/{batch_id}", openai_retrieve, methods=["GET"]),
-        Route("/v1/batches/{batch_id}/cancel", openai_cancel, methods=["POST"]),
+        Route("/v1/batches/{batch_id}", openai_batch, methods=["GET"]),
+        Route("/v1/batches/{batch_id}/cancel", openai_batch, methods=["POST"]),
         Route("/v1/messages/batches", anthropic_create, methods=["POST"]),
-        Route("/v1/messages/batches/{batch_id}", anthropic_retrieve, methods=["GET"]),
-        Route("/v1/messages/batches/{batch_id}/cancel", anthropic_cancel, methods=["POST"]),
+        Route("/v1/messages/batches/{batch_id}", anthropic_batch, methods=["GET"]),
+        Route("/v1/messages/batches/{batch_id}/cancel", anthropic_batch, methods=["POST"]),
         Route("/v1/messages/batches/{batch_id}/results", anthropic_results, methods=["GET"]),
     ]
 

@@ -114,10 +114,20 @@ def submitted(client: openai.OpenAI, env: Env, provider: str, batch_id: str) -> 
     return provider_batch
 
 
-def half_price(rows: list[dict[str, Any]], input_price: str, output_price: str) -> Decimal:
-    prompt = sum(int(r["prompt_tokens"]) for r in rows)
-    completion = sum(int(r["completion_tokens"]) for r in rows)
-    return (Decimal(input_price) * prompt + Decimal(output_price) * completion) / 2 / 1_000_000
+def assert_billed_at_half_price(
+    env: Env, batch_id: str, *, succeeded: int, refused: int, prices: tuple[str, str]
+) -> None:
+    """One usage row per answered line: the successes at half the model's (input,
+    output) prices, the refusals at no cost."""
+    rows = batch_rows(env, batch_id)
+    ok = [r for r in rows if r["status"] == "ok"]
+    assert (len(ok), len(rows) - len(ok)) == (succeeded, refused)
+    prompt = sum(int(r["prompt_tokens"]) for r in ok)
+    completion = sum(int(r["completion_tokens"]) for r in ok)
+    assert prompt > 0 and completion > 0
+    half = (Decimal(prices[0]) * prompt + Decimal(prices[1]) * completion) / 2 / 1_000_000
+    assert sum(Decimal(r["cost_usd"]) for r in ok) == pytest.approx(half)
+    assert all(Decimal(r["cost_usd"]) == 0 for r in rows if r["status"] != "ok")
 
 
 def test_an_openai_batch_goes_natively_and_is_billed_once_at_half_price(
@@ -162,11 +172,7 @@ def test_an_openai_batch_goes_natively_and_is_billed_once_at_half_price(
     assert done.request_counts is not None
     assert (done.request_counts.completed, done.request_counts.failed) == (4, 1)
     # And one usage row per answered line, at half the model's price
-    rows = batch_rows(env, batch.id)
-    ok = [r for r in rows if r["status"] == "ok"]
-    assert len(ok) == 4 and len(rows) == 5
-    assert sum(Decimal(r["cost_usd"]) for r in ok) == pytest.approx(half_price(ok, "0.15", "0.60"))
-    assert all(int(r["prompt_tokens"]) > 0 for r in ok)
+    assert_billed_at_half_price(env, batch.id, succeeded=4, refused=1, prices=("0.15", "0.60"))
     # When the schedule keeps running
     time.sleep(2)
     # Then nothing is billed twice
@@ -201,10 +207,7 @@ def test_an_anthropic_batch_maps_results_errors_and_expiry(
     assert errors["req-1"]["response"]["status_code"] == 400
     assert errors["req-3"]["response"] is None
     assert errors["req-3"]["error"]["code"] == "batch_expired"
-    rows = batch_rows(env, batch.id)
-    ok = [r for r in rows if r["status"] == "ok"]
-    assert len(ok) == 2 and len(rows) == 3
-    assert sum(Decimal(r["cost_usd"]) for r in ok) == pytest.approx(half_price(ok, "1.0", "5.0"))
+    assert_billed_at_half_price(env, batch.id, succeeded=2, refused=1, prices=("1.0", "5.0"))
 
 
 def test_a_gemini_batch_goes_natively_as_inlined_requests(
@@ -232,10 +235,7 @@ def test_a_gemini_batch_goes_natively_as_inlined_requests(
     assert output[0]["response"]["body"]["model"] == "gemini-native"
     assert output[0]["response"]["body"]["choices"][0]["message"]["content"].startswith("echo:")
     assert [(e["custom_id"], e["response"]["status_code"]) for e in errors] == [("req-2", 400)]
-    rows = batch_rows(env, batch.id)
-    ok = [r for r in rows if r["status"] == "ok"]
-    assert len(ok) == 2 and len(rows) == 3
-    assert sum(Decimal(r["cost_usd"]) for r in ok) == pytest.approx(half_price(ok, "0.30", "2.50"))
+    assert_billed_at_half_price(env, batch.id, succeeded=2, refused=1, prices=("0.30", "2.50"))
 
 
 def test_cancel_is_forwarded_to_the_provider(stack: str, env: Env, api_key: str) -> None:

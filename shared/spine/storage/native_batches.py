@@ -17,6 +17,7 @@ from typing import Any
 from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 
+from spine.storage import batches
 from spine.storage.db import Connection
 from spine.storage.limits import Adjustment, settle
 
@@ -182,33 +183,14 @@ async def close(
     counts; the estimate's budget holds given back (`release`), exactly once: False
     when another poll closed it first."""
     async with conn.transaction():
-        cur = await conn.execute(
-            "UPDATE native_batches SET done = true, leased_until = NULL"
-            " WHERE batch_id = %(id)s AND NOT done RETURNING batch_id",
-            {"id": batch_id},
-        )
-        if await cur.fetchone() is None:
+        if not await _end(conn, batch_id, release):
             return False
-        await settle(conn, release)
         await conn.execute(
-            """
-UPDATE batches SET output_file_id = %(out)s, error_file_id = %(err)s,
-    completed = %(completed)s, failed = %(failed)s,
-    status = CASE WHEN expired_at IS NOT NULL THEN 'expired'
-                  WHEN cancelling_at IS NOT NULL THEN 'cancelled' ELSE 'completed' END,
-    completed_at = CASE WHEN expired_at IS NULL AND cancelling_at IS NULL
-                        THEN clock_timestamp() END,
-    cancelled_at = CASE WHEN expired_at IS NULL AND cancelling_at IS NOT NULL
-                        THEN clock_timestamp() END
-WHERE id = %(id)s AND status = 'finalizing'
-""",
-            {
-                "id": batch_id,
-                "out": output_file_id,
-                "err": error_file_id,
-                "completed": completed,
-                "failed": failed,
-            },
+            "UPDATE batches SET completed = %(completed)s, failed = %(failed)s WHERE id = %(id)s",
+            {"id": batch_id, "completed": completed, "failed": failed},
+        )
+        await batches.finish(
+            conn, batch_id, output_file_id=output_file_id, error_file_id=error_file_id
         )
     return True
 
@@ -216,19 +198,28 @@ WHERE id = %(id)s AND status = 'finalizing'
 async def fail(
     conn: Connection, batch_id: str, errors: dict[str, Any], release: list[Adjustment]
 ) -> bool:
-    """The provider failed the whole batch: failed, the estimate given back, once."""
+    """The provider failed (or refused) the whole batch: failed, whatever its status
+    (a cancel asked meanwhile included), the estimate given back, once."""
     async with conn.transaction():
-        cur = await conn.execute(
-            "UPDATE native_batches SET done = true, leased_until = NULL"
-            " WHERE batch_id = %(id)s AND NOT done RETURNING batch_id",
-            {"id": batch_id},
-        )
-        if await cur.fetchone() is None:
+        if not await _end(conn, batch_id, release):
             return False
-        await settle(conn, release)
         await conn.execute(
             "UPDATE batches SET status = 'failed', failed_at = clock_timestamp(), errors = %(e)s"
             " WHERE id = %(id)s",
             {"id": batch_id, "e": Jsonb(errors)},
         )
+    return True
+
+
+async def _end(conn: Connection, batch_id: str, release: list[Adjustment]) -> bool:
+    """Mark the native batch done and give its estimate back, in the caller's
+    transaction; False (nothing done) when it was done already."""
+    cur = await conn.execute(
+        "UPDATE native_batches SET done = true, leased_until = NULL"
+        " WHERE batch_id = %(id)s AND NOT done RETURNING batch_id",
+        {"id": batch_id},
+    )
+    if await cur.fetchone() is None:
+        return False
+    await settle(conn, release)
     return True

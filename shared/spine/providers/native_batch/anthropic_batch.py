@@ -18,11 +18,16 @@ from anthropic.types.messages import MessageBatch, MessageBatchIndividualRespons
 
 from spine.errors import error_body
 from spine.providers import anthropic_mapping as mapping
-from spine.providers import get_provider
 from spine.providers.anthropic_provider import AnthropicProvider, _map_error
 from spine.providers.base import Target
 from spine.providers.errors import from_upstream_status
-from spine.providers.native_batch.base import LineResult, NativeBatchApi, NotNative, ProviderBatch
+from spine.providers.native_batch.base import (
+    LineResult,
+    NativeBatchApi,
+    NotNative,
+    ProviderBatch,
+    chat_adapter,
+)
 from spine.registry.schema import ProviderKind
 from spine.schemas.openai import ChatCompletionRequest
 
@@ -44,9 +49,7 @@ _STATUS = {
 
 class BatchApi(NativeBatchApi):
     def __init__(self) -> None:
-        chat = get_provider(ProviderKind.ANTHROPIC)
-        assert isinstance(chat, AnthropicProvider)
-        self.chat = chat
+        self.chat = chat_adapter(ProviderKind.ANTHROPIC, AnthropicProvider)
 
     def request_line(
         self, target: Target, custom_id: str, request: ChatCompletionRequest

@@ -5,12 +5,23 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import IO, Any, Literal
+from typing import IO, Any, Literal, TypeVar
 
-from spine.providers.base import Target
+from spine.providers import get_provider
+from spine.providers.base import ChatProvider, Target
+from spine.registry.schema import ProviderKind
 from spine.schemas.openai import ChatCompletionRequest, Usage
 
 Outcome = Literal["succeeded", "errored", "expired", "cancelled"]
+AdapterT = TypeVar("AdapterT", bound=ChatProvider)
+
+
+def chat_adapter(kind: ProviderKind, adapter: type[AdapterT]) -> AdapterT:
+    """The provider's chat adapter, whose pooled client, request building and error
+    mapping a batch adapter shares: a native line is sent what a live call would be."""
+    chat = get_provider(kind)
+    assert isinstance(chat, adapter)
+    return chat
 
 
 class NotNative(Exception):

@@ -17,11 +17,16 @@ from google.genai import types
 
 from spine.errors import SpineError, error_body
 from spine.providers import gemini_mapping as mapping
-from spine.providers import get_provider
 from spine.providers.base import Target
 from spine.providers.errors import from_upstream_status
 from spine.providers.gemini import GeminiProvider, _map_error
-from spine.providers.native_batch.base import LineResult, NativeBatchApi, NotNative, ProviderBatch
+from spine.providers.native_batch.base import (
+    LineResult,
+    NativeBatchApi,
+    NotNative,
+    ProviderBatch,
+    chat_adapter,
+)
 from spine.registry.schema import ProviderKind
 from spine.schemas.openai import ChatCompletionRequest
 
@@ -35,9 +40,7 @@ _HTTP_STATUS = {3: 400, 4: 504, 5: 404, 7: 403, 8: 429, 9: 400, 11: 400, 13: 500
 
 class BatchApi(NativeBatchApi):
     def __init__(self) -> None:
-        chat = get_provider(ProviderKind.GEMINI)
-        assert isinstance(chat, GeminiProvider)
-        self.chat = chat
+        self.chat = chat_adapter(ProviderKind.GEMINI, GeminiProvider)
 
     def request_line(
         self, target: Target, custom_id: str, request: ChatCompletionRequest

@@ -17,9 +17,13 @@ import openai
 from openai.types import CompletionUsage
 
 from spine.errors import SpineError
-from spine.providers import get_provider
 from spine.providers.base import Target
-from spine.providers.native_batch.base import LineResult, NativeBatchApi, ProviderBatch
+from spine.providers.native_batch.base import (
+    LineResult,
+    NativeBatchApi,
+    ProviderBatch,
+    chat_adapter,
+)
 from spine.providers.openai_provider import OpenAIProvider, normalize_usage
 from spine.registry.schema import ProviderKind
 from spine.schemas.openai import ChatCompletionRequest
@@ -30,9 +34,7 @@ _RUNNING = {"validating", "in_progress", "finalizing", "cancelling"}
 
 class BatchApi(NativeBatchApi):
     def __init__(self) -> None:
-        chat = get_provider(ProviderKind.OPENAI)
-        assert isinstance(chat, OpenAIProvider)
-        self.chat = chat
+        self.chat = chat_adapter(ProviderKind.OPENAI, OpenAIProvider)
 
     def request_line(
         self, target: Target, custom_id: str, request: ChatCompletionRequest
