@@ -110,7 +110,9 @@ async def test_results_written_twice_bill_and_count_each_line_once(
         errors = [line async for line in writer.error_lines(provider_results(), ["never-1"])]
         assert (len(output), len(errors), writer.completed, writer.failed) == (1, 3, 1, 1)
     assert b'"model":"gpt-alias"' in output[0]
-    assert b'"batch_expired"' in errors[1] and b'"never-1"' in errors[2]
+    assert b'"batch_expired"' in errors[1]
+    # (a custom_id the provider never named, in a batch neither expired nor cancelled)
+    assert b'"never-1"' in errors[2] and b'"batch_failed"' in errors[2]
 
     # Then one row per answered line, the success at the batch price
     cur = await db_conn.execute(

@@ -15,8 +15,8 @@ from spine.auth.principal import Principal
 from spine.aws.batch_objects import WorkQueue
 from spine.batches import messages
 from spine.batches.files import file_not_found, new_id, owner_of
-from spine.batches.native.poll import forward_cancel
-from spine.batches.native.submit import choose_native
+from spine.batches.native.cancel import forward_cancel
+from spine.batches.native.eligibility import choose_native
 from spine.batches.validate import check_for_batch
 from spine.errors import InvalidRequestError, NotFoundError, ServiceUnavailableError
 from spine.registry.resolve import Registry

@@ -1,4 +1,5 @@
-"""Which batches go to a provider's own batch API.
+"""Which batches go to a provider's own batch API, chosen at `POST /v1/batches`
+(the batch function's schedule submits them: `spine.batches.native.submit`).
 
 Decided from the input file's summary (each model name it uses, kept at upload), so
 no second read: every line's model must resolve to the same model entry, directly
@@ -13,6 +14,10 @@ from typing import Any
 
 from spine.errors import SpineError
 from spine.registry.resolve import Registry, ResolvedModel
+from spine.storage import native_batches as native_store
+from spine.storage.batches import BatchRow
+from spine.storage.db import Database
+from spine.storage.files import FileRow
 
 NATIVE_ENDPOINTS = ("/v1/chat/completions",)
 
@@ -42,3 +47,21 @@ def native_plan(
     if entry.batch != "native" or any(m.entry.id != entry.id for m in models):
         return None
     return NativePlan(models[0], names[0] if len(names) == 1 else entry.id)
+
+
+async def choose_native(
+    database: Database, registry: Registry, batch: BatchRow, input_file: FileRow
+) -> bool:
+    """Record `batch` as native when it may go so (True: the schedule submits it);
+    False: it runs queued."""
+    plan = native_plan(input_file.summary, batch.endpoint, registry)
+    if plan is None:
+        return False
+    await native_store.insert_pending(
+        await database.connection(),
+        batch_id=batch.id,
+        provider=plan.resolved.entry.provider.value,
+        model_id=plan.resolved.entry.id,
+        requested_model=plan.requested_model,
+    )
+    return True

@@ -1,5 +1,4 @@
-"""Submit and follow native batches from the batch function's schedule, and
-forward cancels.
+"""Submit and follow native batches from the batch function's schedule.
 
 Each run submits the native batches created since the last one
 (`spine.batches.native.submit`; one cancelled before that is closed with every
@@ -21,13 +20,12 @@ from collections.abc import AsyncIterator, Callable
 from spine.aws.batch_objects import ObjectStore
 from spine.batches.files import save_output
 from spine.batches.finalize import write_object
+from spine.batches.native.cancel import provider_of
 from spine.batches.native.results import ResultWriter
 from spine.batches.native.submit import Refused, submit
-from spine.errors import SpineError
 from spine.observability import get_logger
-from spine.pipeline.targets import target_for
 from spine.providers.base import Target
-from spine.providers.native_batch import LineResult, NativeBatchApi, batch_api
+from spine.providers.native_batch import LineResult
 from spine.registry.resolve import Registry
 from spine.registry.schema import Pricing
 from spine.settings import Settings
@@ -42,8 +40,8 @@ from spine.storage.owner import Owner
 
 logger = get_logger(__name__)
 
-# Longer than submitting the largest batch or writing its files takes.
-POLL_LEASE_SECONDS = 600
+# The batch function's timeout (template.yaml): no run holding a batch outlives it.
+POLL_LEASE_SECONDS = 900
 _PROVIDER_CANCELLING = ("cancelling", "canceling")
 Results = Callable[[], AsyncIterator[LineResult]]
 
@@ -78,7 +76,7 @@ async def _poll(
     if native.provider_batch_id is None:
         await _submit(database, settings, registry, objects, batch=batch, native=native)
         return True
-    target, api = _provider(native, settings, registry)
+    target, api = provider_of(native, settings, registry)
     seen = await api.status(target, native.provider_batch_id)
     if seen.state == "running":
         if batch.status == "cancelling" and seen.status not in _PROVIDER_CANCELLING:
@@ -135,15 +133,6 @@ async def _submit(
 async def _none() -> AsyncIterator[LineResult]:
     return
     yield  # an async generator of no results
-
-
-def _provider(
-    native: NativeBatchRow, settings: Settings, registry: Registry
-) -> tuple[Target, NativeBatchApi]:
-    entry = registry.get(native.model_id)
-    if entry is None:
-        raise RuntimeError(f"model '{native.model_id}' is no longer in models.yaml")
-    return target_for(entry, settings), batch_api(native.provider)
 
 
 async def _write_results(
@@ -229,21 +218,3 @@ def _errors(code: str | None, message: str) -> dict[str, object]:
 def _release(native: NativeBatchRow) -> list[Adjustment]:
     """The estimate's budget holds given back."""
     return [hold.adjustment(-native.estimate_usd) for hold in native.holds]
-
-
-async def forward_cancel(
-    database: Database, settings: Settings, registry: Registry, batch: BatchRow
-) -> bool:
-    """Cancel a native batch at its provider; False for a queued batch. Best effort:
-    should the provider be away, the next poll forwards it again."""
-    native = await native_store.get(await database.connection(), batch.id)
-    if native is None:
-        return False
-    if native.done or native.provider_batch_id is None:
-        return True  # over, or not submitted yet (the schedule closes it)
-    try:
-        target, api = _provider(native, settings, registry)
-        await api.cancel(target, native.provider_batch_id)
-    except (SpineError, RuntimeError):
-        logger.warning("native batch cancel not forwarded", extra={"batch_id": batch.id})
-    return True

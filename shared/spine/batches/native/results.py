@@ -33,6 +33,9 @@ NOT_RUN = {
         "This request could not be executed before the completion window expired.",
     ),
     "cancelled": ("batch_cancelled", "The batch was cancelled before this request ran."),
+    # A request the provider's results never named, in a batch that neither expired
+    # nor was cancelled.
+    "missing": ("batch_failed", "The provider returned no result for this request."),
 }
 
 
@@ -91,7 +94,13 @@ class ResultWriter:
                 yield (result_line(result.custom_id, rid, status, body) + "\n").encode()
             else:
                 yield (unrun_line(result.custom_id, *NOT_RUN[result.outcome]) + "\n").encode()
-        unrun = NOT_RUN["expired" if self.batch.expired_at else "cancelled"]
+        unrun = NOT_RUN[
+            "expired"
+            if self.batch.expired_at
+            else "cancelled"
+            if self.batch.cancelling_at
+            else "missing"
+        ]
         for custom_id in missing:
             yield (unrun_line(custom_id, *unrun) + "\n").encode()
 

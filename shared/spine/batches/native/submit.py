@@ -1,9 +1,8 @@
-"""Native batches: chosen at creation, submitted by the batch function's schedule.
+"""Native batches submitted by the batch function's schedule.
 
-`POST /v1/batches` only decides (from the input file's summary, no read of the
-file) and records the batch as native; the batch function, which has the time (a
-large file takes longer than an API request may), the provider keys and the
-memory, submits it on the schedule's next run.
+`POST /v1/batches` only chose (`eligibility.choose_native`); the batch function,
+which has the time (a large file takes longer than an API request may), the
+provider keys and the memory, submits the batch on the schedule's next run.
 
 Submission reads the input file from S3 a line at a time, prepares each request
 exactly as the live path prepares it (the model's defaults, the provider's checks)
@@ -50,7 +49,6 @@ from spine.storage import files as file_store
 from spine.storage import native_batches as native_store
 from spine.storage.batches import BatchRow
 from spine.storage.db import Database
-from spine.storage.files import FileRow
 from spine.storage.native_batches import BudgetHold
 from spine.storage.owner import Owner
 
@@ -71,24 +69,6 @@ class Translated:
 def batch_priced(entry: ModelEntry) -> ModelEntry:
     """The entry with its native batch prices, for estimates."""
     return entry.model_copy(update={"pricing": entry.batch_pricing})
-
-
-async def choose_native(
-    database: Database, registry: Registry, batch: BatchRow, input_file: FileRow
-) -> bool:
-    """Record `batch` as native when it may go so (True: the schedule submits it);
-    False: it runs queued."""
-    plan = native_plan(input_file.summary, batch.endpoint, registry)
-    if plan is None:
-        return False
-    await native_store.insert_pending(
-        await database.connection(),
-        batch_id=batch.id,
-        provider=plan.resolved.entry.provider.value,
-        model_id=plan.resolved.entry.id,
-        requested_model=plan.requested_model,
-    )
-    return True
 
 
 class Refused(Exception):
