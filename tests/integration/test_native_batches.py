@@ -14,7 +14,7 @@ from typing import Any
 import openai
 import pytest
 
-from spine.batches.handler import container_worker
+from spine.batches.handler import container_worker, handler
 from tests.integration.conftest import Env
 from tests.integration.emulator import running_emulator
 from tests.integration.test_batches import (  # the fixtures and helpers of queued batches
@@ -57,7 +57,7 @@ NATIVE_MODELS = """\
 TIME_SCALE = 0.002
 
 
-def native_stack(env: Env, endpoint: str) -> Any:
+def native_stack(env: Env, endpoint: str, *, time_scale: float = TIME_SCALE) -> Any:
     """`spine local` with the native models, its schedule sped up; the batch
     function's container state (settings, models) made anew for this test's config."""
     env.add_model(
@@ -68,7 +68,7 @@ def native_stack(env: Env, endpoint: str) -> Any:
         )
     )
     container_worker.cache_clear()
-    return running_emulator(env, pool_size=2, aws_endpoint=endpoint, time_scale=TIME_SCALE)
+    return running_emulator(env, pool_size=2, aws_endpoint=endpoint, time_scale=time_scale)
 
 
 @pytest.fixture
@@ -252,6 +252,33 @@ def test_cancel_is_forwarded_to_the_provider(stack: str, env: Env, api_key: str)
     assert len(file_lines(client, done.output_file_id)) == 1
     errors = file_lines(client, done.error_file_id)
     assert {line["error"]["code"] for line in errors} == {"batch_cancelled"}
+
+
+def test_a_batch_cancelled_before_the_schedule_submits_it_never_reaches_the_provider(
+    env: Env,
+    aws_endpoint: str,  # noqa: F811 - the fixture imported above
+    api_key: str,
+) -> None:
+    # Given the schedule at its real rate (it does not run during the test)
+    with native_stack(env, aws_endpoint, time_scale=1.0) as url:
+        client = sdk(url, api_key)
+        batch = submit(client, lines("claude-native", 2))
+        # When the batch is cancelled before the schedule submitted it
+        assert client.batches.cancel(batch.id).status == "cancelling"
+        # And the schedule then runs (the batch function, for a scheduled event)
+        swept = handler({"detail-type": "Scheduled Event", "source": "aws.scheduler"}, None)
+        # Then the batch is cancelled, every request batch_cancelled, the provider
+        # never asked
+        assert swept["swept"]["native_polled"] == 1
+        done = client.batches.retrieve(batch.id)
+        assert done.status == "cancelled" and done.output_file_id is None
+        errors = file_lines(client, done.error_file_id)
+        assert [(e["custom_id"], e["error"]["code"]) for e in errors] == [
+            ("req-0", "batch_cancelled"),
+            ("req-1", "batch_cancelled"),
+        ]
+        assert env.fakes.provider_batches("anthropic") == []
+        assert batch_rows(env, batch.id) == []
 
 
 def test_a_model_without_the_opt_in_stays_queued(stack: str, env: Env, api_key: str) -> None:
