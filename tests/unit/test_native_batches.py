@@ -209,3 +209,11 @@ def test_gemini_inlined_responses_become_chat_completions_and_openai_errors() ->
         "gemini-2.5-flash",
     )
     assert blocked.outcome == "errored" and blocked.error_code == "content_filter"
+
+
+def test_discounted_prices_keep_their_decimal_value() -> None:
+    from spine.registry.schema import Pricing
+
+    pricing = Pricing(input=0.1, output=0.3, cached_input=0.01).discounted(0.3)
+    assert (pricing.input, pricing.output, pricing.cached_input) == (0.07, 0.21, 0.007)
+    assert pricing.cache_write_input is None  # still "the input price"

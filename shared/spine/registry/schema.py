@@ -62,12 +62,14 @@ class Pricing(_Strict):
         keep = 1 - discount
 
         def scaled(price: float | None) -> float | None:
-            return None if price is None else price * keep
+            # Rounded: 0.1 * 0.7 is 0.06999999999999999 in binary, and costs are
+            # computed from the price's decimal text.
+            return None if price is None else round(price * keep, 12)
 
         return self.model_copy(
             update={
-                "input": self.input * keep,
-                "output": self.output * keep,
+                "input": scaled(self.input),
+                "output": scaled(self.output),
                 "cached_input": scaled(self.cached_input),
                 "cache_write_input": scaled(self.cache_write_input),
             }
