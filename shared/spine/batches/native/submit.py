@@ -180,7 +180,11 @@ def translate(
                 continue
             line: dict[str, Any] = json.loads(raw)
             request = _prepared(line, plan)
-            spool.write(json.dumps(api.request_line(target, line["custom_id"], request)).encode())
+            try:
+                translated = api.request_line(target, line["custom_id"], request)
+            except SpineError as exc:  # the adapter refuses it, as it would live
+                raise NotNative(f"line {line['custom_id'][:64]!r}: {exc}") from None
+            spool.write(json.dumps(translated).encode())
             spool.write(b"\n")
             count += 1
             estimate += estimate_cost(priced, len(raw), request.output_limit())
