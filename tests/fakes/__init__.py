@@ -10,6 +10,8 @@ Use through the `fake_providers` fixture (tests/fixtures/fakes.py):
 
 from __future__ import annotations
 
+from typing import Any
+
 from tests.fakes.script import Action, Cut, Delay, Events, Fail, Hang, Malformed, Reply, Stall
 from tests.fakes.server import PROVIDERS, FakeProviderServer, RecordedRequest
 
@@ -82,3 +84,20 @@ class FakeProviders:
 
     def reset(self) -> None:
         self._server.state.reset()
+
+    # --- batch APIs (tests.fakes.batches) ------------------------------------------------
+
+    def end_batches(self, *, ran: int | None = None) -> None:
+        """End every running provider batch: its first `ran` requests answered (all by
+        default), the rest expired (or cancelled, in a cancelled batch)."""
+        self._server.state.batches.end(ran=ran)
+
+    def fail_batch_requests(self, *custom_ids: str) -> None:
+        """These custom_ids get a 400 from the provider when their batch ends."""
+        self._server.state.batches.failing.update(custom_ids)
+
+    def provider_batches(self, provider: str) -> list[Any]:
+        with self._server.state.batches.lock:
+            return [
+                b for b in self._server.state.batches.batches.values() if b.provider == provider
+            ]

@@ -23,7 +23,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from tests.fakes import anthropic_api, gemini_api, openai_api
+from tests.fakes import anthropic_api, batches, gemini_api, openai_api
 from tests.fakes.script import Action, Cut, Delay, Events, Fail, Hang, Malformed, Reply, Stall
 
 PROVIDERS = ("openai", "gemini", "anthropic")
@@ -62,6 +62,7 @@ class FakeState:
     # Providers whose client closed a stream before it ended, one entry per stream.
     disconnects: list[str] = field(default_factory=list)
     generation: int = 0  # bumped by reset(); releases hanging handlers
+    batches: batches.FakeBatches = field(default_factory=batches.FakeBatches)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def reset(self) -> None:
@@ -71,6 +72,7 @@ class FakeState:
             self.requests.clear()
             self.disconnects.clear()
             self.generation += 1
+        self.batches.reset()
 
     def next_action(self, provider: str) -> Action | None:
         with self.lock:
@@ -321,8 +323,10 @@ def build_app(state: FakeState) -> Starlette:
             ),
         )
 
+    batch_routes = _batch_routes(state, record)
     return Starlette(
         routes=[
+            *batch_routes,
             Route("/v1/chat/completions", openai_endpoint, methods=["POST"]),
             Route("/v1/completions", openai_endpoint, methods=["POST"]),
             Route("/v1/embeddings", openai_endpoint, methods=["POST"]),
@@ -332,6 +336,108 @@ def build_app(state: FakeState) -> Starlette:
             Route("/v1beta/models/{target:path}", gemini_endpoint, methods=["POST"]),
         ]
     )
+
+
+def _batch_routes(state: FakeState, record: Callable[[str, Request], Any]) -> list[Route]:
+    """OpenAI's Files + Batch API, Anthropic's Message Batches and Gemini's batch mode
+    (tests.fakes.batches)."""
+    store = state.batches
+
+    def missing(kind: str) -> Response:
+        return JSONResponse(
+            {"error": {"message": f"No such {kind}", "type": "invalid_request_error"}}, 404
+        )
+
+    async def openai_file(request: Request) -> Response:
+        await record("openai", request)
+        form = await request.form()
+        upload = form["file"]
+        assert not isinstance(upload, str)
+        content = await upload.read()
+        file_id = store.add_file(content)
+        return JSONResponse(batches.openai_file(file_id, len(content), str(form["purpose"])))
+
+    async def openai_content(request: Request) -> Response:
+        await record("openai", request)
+        content = store.files.get(request.path_params["file_id"])
+        if content is None:
+            return missing("file")
+        return Response(content, media_type="application/octet-stream")
+
+    async def openai_create(request: Request) -> Response:
+        recorded = await record("openai", request)
+        content = store.files.get(recorded.json["input_file_id"])
+        if content is None:
+            return missing("file")
+        lines = [json.loads(line) for line in content.splitlines() if line.strip()]
+        return JSONResponse(batches.openai_batch(store.add("openai", lines), store))
+
+    async def openai_batch(request: Request) -> Response:
+        """GET a batch, or POST .../cancel."""
+        await record("openai", request)
+        batch_id = request.path_params["batch_id"]
+        batch = store.get(batch_id) if request.method == "GET" else store.cancel(batch_id)
+        return (
+            missing("batch") if batch is None else JSONResponse(batches.openai_batch(batch, store))
+        )
+
+    def root(request: Request) -> str:
+        return str(request.base_url).rstrip("/")
+
+    async def anthropic_create(request: Request) -> Response:
+        recorded = await record("anthropic", request)
+        batch = store.add("anthropic", list(recorded.json["requests"]))
+        return JSONResponse(batches.anthropic_batch(batch, root(request)))
+
+    async def anthropic_batch(request: Request) -> Response:
+        """GET a batch, or POST .../cancel."""
+        await record("anthropic", request)
+        batch_id = request.path_params["batch_id"]
+        batch = store.get(batch_id) if request.method == "GET" else store.cancel(batch_id)
+        if batch is None:
+            return missing("batch")
+        return JSONResponse(batches.anthropic_batch(batch, root(request)))
+
+    async def anthropic_results(request: Request) -> Response:
+        await record("anthropic", request)
+        batch = store.get(request.path_params["batch_id"])
+        if batch is None or batch.status != "ended":
+            return missing("results")
+        return Response(batches.jsonl(batch.results), media_type="application/binary")
+
+    async def gemini_create(request: Request) -> Response:
+        recorded = await record("gemini", request)
+        config = recorded.json["batch"]["inputConfig"]
+        batch = store.add(
+            "gemini", list(config["requests"]["requests"]), request.path_params["model"]
+        )
+        return JSONResponse(batches.gemini_operation(batch))
+
+    async def gemini_batch(request: Request) -> Response:
+        """GET a batch job's operation, or POST ...:cancel (an empty answer)."""
+        await record("gemini", request)
+        batch_id = "batches/" + request.path_params["batch_id"]
+        if request.method == "GET":
+            batch = store.get(batch_id)
+            return (
+                missing("batch") if batch is None else JSONResponse(batches.gemini_operation(batch))
+            )
+        return missing("batch") if store.cancel(batch_id) is None else JSONResponse({})
+
+    return [
+        Route("/v1beta/models/{model}:batchGenerateContent", gemini_create, methods=["POST"]),
+        Route("/v1beta/batches/{batch_id}", gemini_batch, methods=["GET"]),
+        Route("/v1beta/batches/{batch_id}:cancel", gemini_batch, methods=["POST"]),
+        Route("/v1/files", openai_file, methods=["POST"]),
+        Route("/v1/files/{file_id}/content", openai_content, methods=["GET"]),
+        Route("/v1/batches", openai_create, methods=["POST"]),
+        Route("/v1/batches/{batch_id}", openai_batch, methods=["GET"]),
+        Route("/v1/batches/{batch_id}/cancel", openai_batch, methods=["POST"]),
+        Route("/v1/messages/batches", anthropic_create, methods=["POST"]),
+        Route("/v1/messages/batches/{batch_id}", anthropic_batch, methods=["GET"]),
+        Route("/v1/messages/batches/{batch_id}/cancel", anthropic_batch, methods=["POST"]),
+        Route("/v1/messages/batches/{batch_id}/results", anthropic_results, methods=["GET"]),
+    ]
 
 
 class FakeProviderServer:

@@ -14,7 +14,14 @@ from spine_tools.local.template import load_template
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATE = REPO / "template.yaml"
 DB_ARN = "arn:aws:secretsmanager:eu-west-1:000000000000:secret:spine-db-AbCdEf"
-PROVIDER_CALLERS = {"ChatFunction", "PromptsFunction", "CapabilitiesFunction", "SessionsFunction"}
+# BatchesFunction: a native batch's cancel goes to its provider.
+PROVIDER_CALLERS = {
+    "ChatFunction",
+    "PromptsFunction",
+    "CapabilitiesFunction",
+    "SessionsFunction",
+    "BatchesFunction",
+}
 
 
 def settings_of(function: str, overrides: dict[str, str]) -> Any:

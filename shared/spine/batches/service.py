@@ -15,11 +15,13 @@ from spine.auth.principal import Principal
 from spine.aws.batch_objects import WorkQueue
 from spine.batches import messages
 from spine.batches.files import file_not_found, new_id, owner_of
+from spine.batches.native.cancel import forward_cancel
+from spine.batches.native.eligibility import choose_native
 from spine.batches.validate import check_for_batch
 from spine.errors import InvalidRequestError, NotFoundError, ServiceUnavailableError
 from spine.registry.resolve import Registry
 from spine.schemas.batches import BatchCreate
-from spine.settings import BatchSettings
+from spine.settings import BatchSettings, get_settings
 from spine.storage import batches as store
 from spine.storage import files as file_store
 from spine.storage.batches import BatchRow, NewBatch
@@ -79,6 +81,8 @@ async def create_batch(
             expires_at=datetime.now(UTC) + WINDOWS[body.completion_window],
         ),
     )
+    if await choose_native(database, registry, row, input_file):
+        return row  # the batch function's schedule submits it to the provider
     try:
         await asyncio.to_thread(queue.send, [messages.start(row.id)])
     except Exception as exc:
@@ -110,10 +114,15 @@ async def list_batches(
 
 
 async def cancel_batch(
-    database: Database, settings: BatchSettings, principal: Principal, batch_id: str
+    database: Database,
+    settings: BatchSettings,
+    principal: Principal,
+    batch_id: str,
+    registry: Registry,
 ) -> BatchRow:
     """Stop starting new lines; lines that finished stay in the output. The batch is
-    `cancelling` until every running line reported, then `cancelled`."""
+    `cancelling` until every running line reported, then `cancelled`. A native
+    batch's cancel goes to its provider."""
     queue = work_queue(settings)
     row, finalize = await store.cancel(await database.connection(), owner_of(principal), batch_id)
     if row is None:
@@ -125,6 +134,7 @@ async def cancel_batch(
             param="batch_id",
             code="invalid_state",
         )
-    if finalize:
+    native = await forward_cancel(database, get_settings(), registry, row)
+    if finalize and not native:  # a native batch's files come from its provider's results
         await asyncio.to_thread(queue.send, [messages.finalize(row.id)])
     return row

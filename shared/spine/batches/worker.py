@@ -36,6 +36,7 @@ from spine.batches.lines import (
     result_line,
     run_line,
 )
+from spine.batches.native.poll import poll_native_batches
 from spine.batches.service import work_queue
 from spine.errors import ServiceUnavailableError, error_body
 from spine.ledger.recorder import BufferedUsageRecorder, PostgresUsageRecorder, UsageRecorder
@@ -314,8 +315,11 @@ class BatchWorker:
             await finalize(self.database, self.objects, batch)
 
     async def sweep(self) -> dict[str, int]:
-        """Expire batches past their window, close cancellations whose lines never
-        reported, queue lost finalizations again."""
+        """Poll native batches at their providers; expire batches past their window,
+        close cancellations whose lines never reported, queue lost finalizations again."""
+        native = await poll_native_batches(
+            self.database, self.settings, self.registry.current(), self.objects
+        )
         conn = await self.database.connection()
         queued = []
         for batch_id, expired in await store.overdue(
@@ -327,7 +331,7 @@ class BatchWorker:
         batch_ids = [*queued, *stuck]
         if batch_ids:
             await asyncio.to_thread(self.queue.send, [messages.finalize(b) for b in batch_ids])
-        return {"finalizing": len(queued), "requeued": len(stuck)}
+        return {"finalizing": len(queued), "requeued": len(stuck), "native_polled": native}
 
 
 @dataclass

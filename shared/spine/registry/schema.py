@@ -52,6 +52,28 @@ class Pricing(_Strict):
     # Price of prompt tokens written to the provider's cache (Anthropic: 1.25x input
     # for the 5-minute cache); defaults to `input`.
     cache_write_input: NonNegativeFloat | None = None
+    # Share of every price a provider's batch API takes off (0.5: half price) for the
+    # lines of a native batch (`batch: native`); unset, the provider's documented
+    # discount (NATIVE_BATCH_DISCOUNT).
+    batch_discount: Annotated[float, Field(ge=0, le=1)] | None = None
+
+    def discounted(self, discount: float) -> Pricing:
+        """These prices with `discount` taken off each (a native batch's prices)."""
+        keep = 1 - discount
+
+        def scaled(price: float | None) -> float | None:
+            # Rounded: 0.1 * 0.7 is 0.06999999999999999 in binary, and costs are
+            # computed from the price's decimal text.
+            return None if price is None else round(price * keep, 12)
+
+        return self.model_copy(
+            update={
+                "input": scaled(self.input),
+                "output": scaled(self.output),
+                "cached_input": scaled(self.cached_input),
+                "cache_write_input": scaled(self.cache_write_input),
+            }
+        )
 
     @property
     def cached_input_or_input(self) -> float:
@@ -60,6 +82,16 @@ class Pricing(_Strict):
     @property
     def cache_write_input_or_input(self) -> float:
         return self.input if self.cache_write_input is None else self.cache_write_input
+
+
+# What each provider's batch API takes off its prices (OpenAI Batch, Anthropic Message
+# Batches, Gemini batch mode: 50%, as each documents); the providers Spine can submit
+# native batches to.
+NATIVE_BATCH_DISCOUNT: dict[ProviderKind, float] = {
+    ProviderKind.OPENAI: 0.5,
+    ProviderKind.ANTHROPIC: 0.5,
+    ProviderKind.GEMINI: 0.5,
+}
 
 
 class ApiKeySource(_Strict):
@@ -210,6 +242,11 @@ class ModelEntry(_Strict):
     # Inputs per upstream embeddings call; a longer request is split and its answers
     # merged (default: the provider's own limit).
     embedding_batch_size: PositiveInt | None = None
+    # How batches (POST /v1/batches) run this model's lines: `queued`, one by one
+    # through Spine's pipeline; `native`, submitted whole to the provider's own batch
+    # API when a batch's every line names this model (half price, no fallbacks, up to
+    # 24 h; docs/batch.md).
+    batch: Literal["queued", "native"] = "queued"
 
     @model_validator(mode="after")
     def _provider_requirements(self) -> ModelEntry:
@@ -224,7 +261,40 @@ class ModelEntry(_Strict):
         if self.max_output_tokens is not None and self.max_output_tokens > self.context_window:
             raise ValueError("'max_output_tokens' cannot exceed 'context_window'")
         self._check_deployments()
+        self._check_native_batch()
         return self
+
+    def _check_native_batch(self) -> None:
+        if self.batch != "native":
+            return
+        if self.provider not in NATIVE_BATCH_DISCOUNT:
+            names = ", ".join(p.value for p in NATIVE_BATCH_DISCOUNT)
+            raise ValueError(
+                f"'batch: native' needs a provider with a batch API Spine submits to "
+                f"({names}), not '{self.provider.value}'"
+            )
+        # A native batch goes to one place: the entry's own, or its one deployment.
+        if len(self.deployments) > 1 or any(
+            d.provider not in (None, self.provider) for d in self.deployments
+        ):
+            raise ValueError(
+                "'batch: native' needs the model served in one place: at most one "
+                "deployment, of the model's own provider"
+            )
+
+    @property
+    def batch_pricing(self) -> Pricing:
+        """The prices of this model's lines in a native batch: `pricing` with its
+        `batch_discount` (else the provider's) taken off."""
+        pricing = (
+            self.deployments[0].pricing
+            if self.deployments and self.deployments[0].pricing
+            else self.pricing
+        )
+        discount = pricing.batch_discount
+        if discount is None:
+            discount = NATIVE_BATCH_DISCOUNT.get(self.provider, 0.0)
+        return pricing.discounted(discount)
 
     def _check_deployments(self) -> None:
         names = [d.name for d in self.deployments]

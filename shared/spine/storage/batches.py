@@ -379,11 +379,13 @@ WHERE id = %(id)s AND status = 'finalizing'
 
 async def overdue(conn: Connection, *, cancel_grace_seconds: float) -> list[tuple[str, bool]]:
     """Open batches past their window (id, True), and cancelling ones whose running
-    lines never reported back within the grace (id, False)."""
+    lines never reported back within the grace (id, False). Native batches are the
+    provider's to expire (spine.batches.native.poll)."""
     cur = await conn.execute(
         """
 SELECT id, expires_at < clock_timestamp() FROM batches
 WHERE status IN ('validating', 'in_progress', 'cancelling')
+  AND NOT EXISTS (SELECT 1 FROM native_batches n WHERE n.batch_id = batches.id)
   AND (expires_at < clock_timestamp()
        OR (status = 'cancelling'
            AND cancelling_at < clock_timestamp() - make_interval(secs => %(grace)s)))
@@ -397,6 +399,7 @@ async def stuck_finalizing(conn: Connection, *, older_than_seconds: float) -> li
     """Batches finalizing for longer than a finalization takes (its message was lost)."""
     cur = await conn.execute(
         "SELECT id FROM batches WHERE status = 'finalizing'"
+        " AND NOT EXISTS (SELECT 1 FROM native_batches n WHERE n.batch_id = batches.id)"
         " AND finalizing_at < clock_timestamp() - make_interval(secs => %(s)s)",
         {"s": older_than_seconds},
     )

@@ -77,6 +77,10 @@ async def get_batch(batch_id: str, principal: PrincipalDep, state: StateDep) -> 
 
 
 @router.post("/v1/batches/{batch_id}/cancel")
-async def cancel_batch(batch_id: str, principal: PrincipalDep, state: StateDep) -> BatchPublic:
-    row = await service.cancel_batch(state.database, state.settings.batch, principal, batch_id)
+async def cancel_batch(
+    batch_id: str, principal: PrincipalDep, state: StateDep, registry: RegistryDep
+) -> BatchPublic:
+    row = await service.cancel_batch(
+        state.database, state.settings.batch, principal, batch_id, registry
+    )
     return batch_public(row)
