@@ -63,7 +63,8 @@ class AnthropicProvider(ChatProvider):
             _new_client, _close_client
         )
 
-    def _client(self, target: Target) -> anthropic.AsyncAnthropic:
+    def client(self, target: Target) -> anthropic.AsyncAnthropic:
+        """The SDK client for `target` (shared with the native batch adapter)."""
         if not target.api_key:
             raise missing_upstream_key(_PROVIDER, target.entry.id)
         return self._clients.get(
@@ -71,14 +72,14 @@ class AnthropicProvider(ChatProvider):
         )
 
     async def chat(self, target: Target, request: ChatCompletionRequest) -> ChatCompletion:
-        client = self._client(target)
+        client = self.client(target)
         params = mapping.to_params(target, request)
         try:
             message = await within_deadline(
                 _PROVIDER, target.timeouts.total, client.messages.create(**params)
             )
         except _SDK_FAILURES as exc:
-            raise _map_error(exc) from exc
+            raise map_error(exc) from exc
         if not isinstance(message, Message):
             raise upstream_bad_response(_PROVIDER, "expected a JSON message")
         return mapping.to_chat_completion(message)
@@ -86,7 +87,7 @@ class AnthropicProvider(ChatProvider):
     async def chat_stream(
         self, target: Target, request: ChatCompletionRequest
     ) -> AsyncGenerator[dict[str, Any], None]:
-        client = self._client(target)
+        client = self.client(target)
         params = mapping.to_params(target, request)
 
         async def chunks() -> AsyncIterator[dict[str, Any]]:
@@ -98,7 +99,7 @@ class AnthropicProvider(ChatProvider):
                         for chunk in translator.feed(event):
                             yield chunk
             except _SDK_FAILURES as exc:
-                raise _map_error(exc) from exc
+                raise map_error(exc) from exc
 
         async with aclosing(guard_stream(_PROVIDER, target.timeouts, chunks())) as items:
             async for item in items:
@@ -112,7 +113,7 @@ class AnthropicProvider(ChatProvider):
     async def messages(
         self, target: Target, body: dict[str, Any], betas: str | None
     ) -> dict[str, Any]:
-        client = self._client(target)
+        client = self.client(target)
         try:
             message = await within_deadline(
                 _PROVIDER,
@@ -120,7 +121,7 @@ class AnthropicProvider(ChatProvider):
                 client.messages.create(**_native(body, betas)),
             )
         except _SDK_FAILURES as exc:
-            raise _map_error(exc) from exc
+            raise map_error(exc) from exc
         if not isinstance(message, Message):
             raise upstream_bad_response(_PROVIDER, "expected a JSON message")
         return message.to_dict(mode="json")
@@ -128,7 +129,7 @@ class AnthropicProvider(ChatProvider):
     async def messages_stream(
         self, target: Target, body: dict[str, Any], betas: str | None
     ) -> AsyncGenerator[dict[str, Any], None]:
-        client = self._client(target)
+        client = self.client(target)
         params = _native(body, betas)
 
         async def events() -> AsyncIterator[dict[str, Any]]:
@@ -140,7 +141,7 @@ class AnthropicProvider(ChatProvider):
                         finished = event.type == "message_stop"
                         yield event.to_dict(mode="json")
             except _SDK_FAILURES as exc:
-                raise _map_error(exc) from exc
+                raise map_error(exc) from exc
             if not finished:  # relayed as it came: a cut stream must not look whole
                 raise upstream_bad_response(_PROVIDER, "the stream ended before message_stop")
 
@@ -149,7 +150,7 @@ class AnthropicProvider(ChatProvider):
                 yield item
 
     async def count_message_tokens(self, target: Target, body: dict[str, Any]) -> int:
-        client = self._client(target)
+        client = self.client(target)
         rest = {k: v for k, v in body.items() if k not in ("model", "messages")}
         try:
             counted = await within_deadline(
@@ -160,7 +161,7 @@ class AnthropicProvider(ChatProvider):
                 ),
             )
         except _SDK_FAILURES as exc:
-            raise _map_error(exc) from exc
+            raise map_error(exc) from exc
         return counted.input_tokens
 
     async def aclose(self) -> None:
@@ -195,7 +196,7 @@ async def _close_client(client: anthropic.AsyncAnthropic) -> None:
     await client.close()
 
 
-def _map_error(exc: Exception) -> SpineError:
+def map_error(exc: Exception) -> SpineError:
     if isinstance(exc, anthropic.APITimeoutError):
         return upstream_timeout(_PROVIDER)
     if isinstance(exc, anthropic.APIConnectionError):

@@ -76,13 +76,14 @@ class GeminiProvider(ChatProvider):
     def __init__(self) -> None:
         self._clients: ClientCache[genai.Client] = ClientCache(_new_client, _close_client)
 
-    def _client(self, target: Target) -> genai.Client:
+    def client(self, target: Target) -> genai.Client:
+        """The SDK client for `target` (shared with the native batch adapter)."""
         if not target.api_key:
             raise missing_upstream_key(_PROVIDER, target.entry.id)
         return self._clients.get(*_client_key(target))
 
     async def chat(self, target: Target, request: ChatCompletionRequest) -> ChatCompletion:
-        client = self._client(target)
+        client = self.client(target)
         contents, system = mapping.to_contents(request.messages)
         config = mapping.to_config(request, system)
         try:
@@ -94,7 +95,7 @@ class GeminiProvider(ChatProvider):
                 ),
             )
         except _SDK_FAILURES as exc:
-            raise _map_error(exc) from exc
+            raise map_error(exc) from exc
         if (blocked := mapping.prompt_block(raw)) is not None:
             raise blocked
         if not raw.candidates:
@@ -104,7 +105,7 @@ class GeminiProvider(ChatProvider):
     async def chat_stream(
         self, target: Target, request: ChatCompletionRequest
     ) -> AsyncGenerator[dict[str, Any], None]:
-        client = self._client(target)
+        client = self.client(target)
         contents, system = mapping.to_contents(request.messages)
         config = mapping.to_config(request, system)
 
@@ -119,7 +120,7 @@ class GeminiProvider(ChatProvider):
                 )
                 close_stream = getattr(stream, "aclose", None)
             except _SDK_FAILURES as exc:
-                raise _map_error(exc) from exc
+                raise map_error(exc) from exc
             finished = False
             try:
                 async for raw in stream:
@@ -147,7 +148,7 @@ class GeminiProvider(ChatProvider):
                         raw_finish = candidate.finish_reason
                 finished = True
             except _SDK_FAILURES as exc:
-                raise _map_error(exc) from exc
+                raise map_error(exc) from exc
             finally:
                 if not finished:
                     await self._abandon(target, close_stream)
@@ -171,7 +172,7 @@ class GeminiProvider(ChatProvider):
                 "Gemini embeds text: send 'input' as a string or a list of strings.",
                 param="input",
             )
-        client = self._client(target)
+        client = self.client(target)
         texts = request.texts()
         config = types.EmbedContentConfig(output_dimensionality=request.dimensions)
         try:
@@ -181,7 +182,7 @@ class GeminiProvider(ChatProvider):
                 client.aio.models.embed_content(model=target.model, contents=texts, config=config),
             )
         except _SDK_FAILURES as exc:
-            raise _map_error(exc) from exc
+            raise map_error(exc) from exc
         vectors = [list(e.values or []) for e in answer.embeddings or []]
         if len(vectors) != len(texts):
             raise upstream_bad_response(_PROVIDER, "not one embedding per input")
@@ -259,7 +260,7 @@ def _retry_delay(details: list[dict[str, Any]]) -> float | None:
     return None
 
 
-def _map_error(exc: Exception) -> SpineError:
+def map_error(exc: Exception) -> SpineError:
     if isinstance(exc, genai_errors.APIError):
         details = _error_details(exc)
         status = exc.code

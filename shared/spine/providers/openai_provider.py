@@ -130,7 +130,8 @@ class OpenAIProvider(ChatProvider):
 
     # --- requests ---------------------------------------------------------------------
 
-    def _client(self, target: Target) -> openai.AsyncOpenAI:
+    def client(self, target: Target) -> openai.AsyncOpenAI:
+        """The SDK client for `target` (shared with the native batch adapter)."""
         base_url = target.base_url
         api_key = target.api_key
         if base_url is None:
@@ -153,7 +154,8 @@ class OpenAIProvider(ChatProvider):
         extra = {k: params.pop(k) for k in LLAMACPP_ONLY_PARAMS & params.keys()}
         return params, (extra if extra and self.compatible else None)
 
-    def _chat_params(self, target: Target, request: ChatCompletionRequest) -> dict[str, Any]:
+    def chat_params(self, target: Target, request: ChatCompletionRequest) -> dict[str, Any]:
+        """The request as this adapter sends it (a native batch line is the same)."""
         # by_alias: response_format.json_schema.schema is `schema_` in Python.
         fields = request.model_dump(exclude_none=True, by_alias=True)
         params, extra_body = self._split_params(fields)
@@ -178,14 +180,14 @@ class OpenAIProvider(ChatProvider):
         return params
 
     async def chat(self, target: Target, request: ChatCompletionRequest) -> ChatCompletion:
-        params = self._chat_params(target, request)
+        params = self.chat_params(target, request)
         raw = await self._call(target, "/chat/completions", params, SdkChatCompletion)
         return self._chat_completion(raw)
 
     async def chat_stream(
         self, target: Target, request: ChatCompletionRequest
     ) -> AsyncGenerator[dict[str, Any], None]:
-        params = self._chat_params(target, request)
+        params = self.chat_params(target, request)
         async with aclosing(self._stream(target, "/chat/completions", params, self._chunk)) as s:
             async for item in s:
                 yield item
@@ -239,7 +241,7 @@ class OpenAIProvider(ChatProvider):
 
     async def _call(self, target: Target, path: str, params: dict[str, Any], cast_to: type[T]) -> T:
         """One JSON call within the model's total timeout, SDK errors mapped."""
-        client = self._client(target)
+        client = self.client(target)
         try:
             return await within_deadline(
                 self.kind.value,
@@ -247,7 +249,7 @@ class OpenAIProvider(ChatProvider):
                 _post(client, path, params, cast_to=cast_to, headers=target.headers),
             )
         except (openai.OpenAIError, json.JSONDecodeError) as exc:
-            raise self._map_error(exc) from exc
+            raise self.map_error(exc) from exc
 
     async def _stream(
         self,
@@ -258,7 +260,7 @@ class OpenAIProvider(ChatProvider):
     ) -> AsyncGenerator[dict[str, Any], None]:
         """A streamed call: each event converted, SDK errors mapped, the model's
         first-token and total timeouts kept."""
-        client = self._client(target)
+        client = self.client(target)
         # Always ask for usage: the ledger needs it whether or not the client asked.
         params = {**params, "stream": True, "stream_options": {"include_usage": True}}
 
@@ -269,7 +271,7 @@ class OpenAIProvider(ChatProvider):
                     async for event in stream:
                         yield convert(event)
             except (openai.OpenAIError, json.JSONDecodeError) as exc:
-                raise self._map_error(exc) from exc
+                raise self.map_error(exc) from exc
 
         async with aclosing(guard_stream(self.kind.value, target.timeouts, chunks())) as items:
             async for item in items:
@@ -407,7 +409,8 @@ class OpenAIProvider(ChatProvider):
 
     # --- errors -----------------------------------------------------------------------
 
-    def _map_error(self, exc: Exception) -> SpineError:
+    def map_error(self, exc: Exception) -> SpineError:
+        """The SDK's error as Spine's (the native batch adapter's too)."""
         provider = self.kind.value
         if isinstance(exc, openai.APITimeoutError):
             return upstream_timeout(provider)

@@ -18,7 +18,7 @@ from anthropic.types.messages import MessageBatch, MessageBatchIndividualRespons
 
 from spine.errors import error_body
 from spine.providers import anthropic_mapping as mapping
-from spine.providers.anthropic_provider import AnthropicProvider, _map_error
+from spine.providers.anthropic_provider import AnthropicProvider, map_error
 from spine.providers.base import Target
 from spine.providers.errors import from_upstream_status
 from spine.providers.native_batch.base import (
@@ -66,31 +66,31 @@ class BatchApi(NativeBatchApi):
         # read into memory here; the SDK serializes them once more.
         requests = [json.loads(line) for line in lines if line.strip()]
         try:
-            batch = await self.chat._client(target).messages.batches.create(requests=requests)
+            batch = await self.chat.client(target).messages.batches.create(requests=requests)
         except anthropic.AnthropicError as exc:
-            raise _map_error(exc) from exc
+            raise map_error(exc) from exc
         return _seen(batch)
 
     async def status(self, target: Target, batch_id: str) -> ProviderBatch:
         try:
-            batch = await self.chat._client(target).messages.batches.retrieve(batch_id)
+            batch = await self.chat.client(target).messages.batches.retrieve(batch_id)
         except anthropic.AnthropicError as exc:
-            raise _map_error(exc) from exc
+            raise map_error(exc) from exc
         return _seen(batch)
 
     async def results(self, target: Target, batch_id: str) -> AsyncIterator[LineResult]:
         try:
-            decoder = await self.chat._client(target).messages.batches.results(batch_id)
+            decoder = await self.chat.client(target).messages.batches.results(batch_id)
             async for item in decoder:
                 yield _result(item)
         except anthropic.AnthropicError as exc:
-            raise _map_error(exc) from exc
+            raise map_error(exc) from exc
 
     async def cancel(self, target: Target, batch_id: str) -> None:
         try:
-            await self.chat._client(target).messages.batches.cancel(batch_id)
+            await self.chat.client(target).messages.batches.cancel(batch_id)
         except anthropic.AnthropicError as exc:
-            raise _map_error(exc) from exc
+            raise map_error(exc) from exc
 
 
 def _seen(batch: MessageBatch) -> ProviderBatch:

@@ -19,7 +19,7 @@ from spine.errors import SpineError, error_body
 from spine.providers import gemini_mapping as mapping
 from spine.providers.base import Target
 from spine.providers.errors import from_upstream_status
-from spine.providers.gemini import GeminiProvider, _map_error
+from spine.providers.gemini import GeminiProvider, map_error
 from spine.providers.native_batch.base import (
     LineResult,
     NativeBatchApi,
@@ -64,11 +64,11 @@ class BatchApi(NativeBatchApi):
                 raise NotNative("more than Gemini's 20 MB of inlined batch requests")
             requests.append(types.InlinedRequest.model_validate_json(line))
         try:
-            job = await self.chat._client(target).aio.batches.create(
+            job = await self.chat.client(target).aio.batches.create(
                 model=target.model, src=requests
             )
         except genai_errors.APIError as exc:
-            raise _map_error(exc) from exc
+            raise map_error(exc) from exc
         return _seen(job)
 
     async def status(self, target: Target, batch_id: str) -> ProviderBatch:
@@ -81,15 +81,15 @@ class BatchApi(NativeBatchApi):
 
     async def cancel(self, target: Target, batch_id: str) -> None:
         try:
-            await self.chat._client(target).aio.batches.cancel(name=batch_id)
+            await self.chat.client(target).aio.batches.cancel(name=batch_id)
         except genai_errors.APIError as exc:
-            raise _map_error(exc) from exc
+            raise map_error(exc) from exc
 
     async def _job(self, target: Target, batch_id: str) -> types.BatchJob:
         try:
-            return await self.chat._client(target).aio.batches.get(name=batch_id)
+            return await self.chat.client(target).aio.batches.get(name=batch_id)
         except genai_errors.APIError as exc:
-            raise _map_error(exc) from exc
+            raise map_error(exc) from exc
 
 
 def _seen(job: types.BatchJob) -> ProviderBatch:

@@ -39,12 +39,12 @@ class BatchApi(NativeBatchApi):
     def request_line(
         self, target: Target, custom_id: str, request: ChatCompletionRequest
     ) -> dict[str, Any]:
-        body = self.chat._chat_params(target, request)
+        body = self.chat.chat_params(target, request)
         extra = body.pop("extra_body", None) or {}
         return {"custom_id": custom_id, "method": "POST", "url": _ENDPOINT, "body": body | extra}
 
     async def submit(self, target: Target, lines: IO[bytes], count: int) -> ProviderBatch:
-        client = self.chat._client(target)
+        client = self.chat.client(target)
         try:
             uploaded = await client.files.create(file=("batch.jsonl", lines), purpose="batch")
             batch = await client.batches.create(
@@ -56,13 +56,13 @@ class BatchApi(NativeBatchApi):
 
     async def status(self, target: Target, batch_id: str) -> ProviderBatch:
         try:
-            batch = await self.chat._client(target).batches.retrieve(batch_id)
+            batch = await self.chat.client(target).batches.retrieve(batch_id)
         except openai.OpenAIError as exc:
             raise self._error(exc) from exc
         return _seen(batch)
 
     async def results(self, target: Target, batch_id: str) -> AsyncIterator[LineResult]:
-        client = self.chat._client(target)
+        client = self.chat.client(target)
         try:
             batch = await client.batches.retrieve(batch_id)
             for file_id in (batch.output_file_id, batch.error_file_id):
@@ -77,12 +77,12 @@ class BatchApi(NativeBatchApi):
 
     async def cancel(self, target: Target, batch_id: str) -> None:
         try:
-            await self.chat._client(target).batches.cancel(batch_id)
+            await self.chat.client(target).batches.cancel(batch_id)
         except openai.OpenAIError as exc:
             raise self._error(exc) from exc
 
     def _error(self, exc: Exception) -> SpineError:
-        return self.chat._map_error(exc)
+        return self.chat.map_error(exc)
 
 
 def _seen(batch: Any) -> ProviderBatch:
