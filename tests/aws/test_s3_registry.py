@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import socket
+import threading
 import time
+from collections.abc import Hashable
 from pathlib import Path
 
 import boto3
@@ -12,6 +14,7 @@ import pytest
 from spine.aws.clients import aws_client
 from spine.aws.s3_registry import S3RegistrySource
 from spine.errors import ConfigError
+from spine.registry.source import Fetched
 from tests.fixtures.aws import CallLog, FakeClock, log_records, metric_names, models_yaml
 
 BUCKET = "spine-config-test"
@@ -244,14 +247,31 @@ def test_s3_outage_while_running_keeps_the_last_good_config(
     assert "ConfigSourceUnavailable" in metric_names(out)
 
 
+class HeldS3Source(S3RegistrySource):
+    """The real S3 source, whose reads wait until the test lets them go: what a
+    request does while a slow read is under way is then certain, not a race."""
+
+    def __init__(self, *args: object, **kw: object) -> None:
+        self.go = threading.Event()
+        self.go.set()  # the first (synchronous) load is not held
+        super().__init__(*args, **kw)  # type: ignore[arg-type]
+
+    def _fetch(self, seen: Hashable | None) -> Fetched | None:
+        self.go.wait(10)
+        return super()._fetch(seen)
+
+
 def test_background_refresh_never_makes_a_request_wait(bucket: None, fake_clock: FakeClock) -> None:
     put(models_yaml("first"))
-    live = source(fake_clock, background=True)
+    live = HeldS3Source(BUCKET, KEY, ttl=TTL, clock=fake_clock, background=True)
     put(models_yaml("second"))
     fake_clock.advance(TTL)
-    # The request that finds the TTL expired is answered from memory at once ...
+    live.go.clear()  # S3 answers slowly from now on
+    # The requests that find the TTL expired are answered from memory at once ...
     assert ids(live) == {"first"}
-    # ... and the edit lands shortly after, from the background thread.
+    assert ids(live) == {"first"}
+    # ... and the edit lands once the read in the background completes.
+    live.go.set()
     deadline = time.monotonic() + 5
     while ids(live) != {"second"}:
         assert time.monotonic() < deadline, "the background refresh never landed"
