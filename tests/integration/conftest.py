@@ -12,6 +12,7 @@ import psycopg
 import pytest
 
 from spine.storage.api_keys import create_key, revoke_key
+from spine_tools.local.aws import embedded_aws
 from tests.fixtures.fakes import FakeProviders
 from tests.integration.gateway import Gateway
 
@@ -182,3 +183,19 @@ def gateway(env: Env) -> Iterator[Gateway]:
 @pytest.fixture
 def api_key(env: Env) -> str:
     return env.create_key()
+
+
+@pytest.fixture
+def aws_endpoint(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """`spine local`'s embedded S3 + SQS (moto's server), the AWS variables pointing at
+    it; a failed batch line is retried at once (its backoff is a setting)."""
+    with embedded_aws() as endpoint:
+        for name, value in {
+            "AWS_ACCESS_KEY_ID": "local",
+            "AWS_SECRET_ACCESS_KEY": "local",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_ENDPOINT_URL": endpoint,
+            "SPINE_BATCH__RETRY_DELAY_SECONDS": "0",
+        }.items():
+            monkeypatch.setenv(name, value)
+        yield endpoint

@@ -10,9 +10,9 @@ import pytest
 
 from spine_tools.cli import main
 from tests.integration.conftest import Env
-from tests.integration.test_batches import aws_endpoint, chat_line, jsonl, stack
+from tests.integration.test_batches import chat_line, jsonl, stack
 
-__all__ = ["aws_endpoint", "stack"]
+__all__ = ["stack"]  # a fixture
 
 
 def test_submit_and_wait_then_download(

@@ -18,25 +18,9 @@ import psycopg
 import pytest
 
 from spine.batches import messages
-from spine_tools.local.aws import embedded_aws
 from tests.fakes import Delay, Fail
 from tests.integration.conftest import Env
 from tests.integration.emulator import running_emulator
-
-
-@pytest.fixture
-def aws_endpoint(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    with embedded_aws() as endpoint:
-        for name, value in {
-            "AWS_ACCESS_KEY_ID": "local",
-            "AWS_SECRET_ACCESS_KEY": "local",
-            "AWS_DEFAULT_REGION": "us-east-1",
-            "AWS_ENDPOINT_URL": endpoint,
-            # A transient failure is retried at once (the backoff is a setting).
-            "SPINE_BATCH__RETRY_DELAY_SECONDS": "0",
-        }.items():
-            monkeypatch.setenv(name, value)
-        yield endpoint
 
 
 @pytest.fixture

@@ -17,8 +17,7 @@ import pytest
 from spine.batches.handler import handler
 from tests.integration.conftest import Env
 from tests.integration.emulator import running_emulator
-from tests.integration.test_batches import (  # the fixtures and helpers of queued batches
-    aws_endpoint,  # noqa: F401 - a fixture
+from tests.integration.test_batches import (  # the helpers of queued batches
     batch_rows,
     file_lines,
     jsonl,
@@ -70,7 +69,7 @@ def native_stack(env: Env, endpoint: str, *, time_scale: float = TIME_SCALE) -> 
 
 
 @pytest.fixture
-def stack(env: Env, aws_endpoint: str) -> Iterator[str]:  # noqa: F811 - the fixture above
+def stack(env: Env, aws_endpoint: str) -> Iterator[str]:
     with native_stack(env, aws_endpoint) as url:
         yield url
 
@@ -254,7 +253,7 @@ def test_cancel_is_forwarded_to_the_provider(stack: str, env: Env, api_key: str)
 
 def test_a_batch_cancelled_before_the_schedule_submits_it_never_reaches_the_provider(
     env: Env,
-    aws_endpoint: str,  # noqa: F811 - the fixture imported above
+    aws_endpoint: str,
     api_key: str,
 ) -> None:
     # Given the schedule at its real rate (it does not run during the test)
@@ -295,7 +294,7 @@ def test_a_model_without_the_opt_in_stays_queued(stack: str, env: Env, api_key: 
 
 def test_the_budget_is_checked_before_the_provider_sees_a_batch(
     env: Env,
-    aws_endpoint: str,  # noqa: F811 - the fixture imported above
+    aws_endpoint: str,
     api_key: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -269,39 +269,31 @@ def test_runs_are_their_owners_and_inputs_are_checked(
 
 
 def test_through_spine_local_a_run_finishes_on_the_templates_queue(
-    env: Env, alice: str, monkeypatch: pytest.MonkeyPatch
+    env: Env, alice: str, aws_endpoint: str
 ) -> None:
     import httpx
 
-    from spine_tools.local.aws import embedded_aws
     from tests.integration.emulator import running_emulator
 
     # Given spine local with its embedded SQS: the template's steps queue, and the
     # workflows function on its event source
     env.fakes.script("openai", summary("A big outage."))
-    with embedded_aws() as endpoint:
-        for name, value in {
-            "AWS_ACCESS_KEY_ID": "local",
-            "AWS_SECRET_ACCESS_KEY": "local",
-            "AWS_DEFAULT_REGION": "us-east-1",
-            "AWS_ENDPOINT_URL": endpoint,
-        }.items():
-            monkeypatch.setenv(name, value)
-        with running_emulator(env, aws_endpoint=endpoint) as url:
-            http = httpx.Client(base_url=url, headers={"x-api-key": alice}, timeout=30)
-            created = http.post("/v1/pipelines", json={"slug": "triage", "definition": PIPELINE})
-            assert created.status_code == 201, created.text
-            started = http.post(
-                f"/v1/pipelines/{created.json()['id']}/runs",
-                json={"inputs": {"ticket": "Down.", "lines": ["x"]}},
-            )
-            assert started.status_code == 202, started.text
-            # When it is left to run
-            deadline = time.monotonic() + 60
-            while (run := http.get(f"/v1/pipeline-runs/{started.json()['id']}").json())[
-                "status"
-            ] in ("queued", "running") and time.monotonic() < deadline:
-                time.sleep(0.2)
+    with running_emulator(env, aws_endpoint=aws_endpoint) as url:
+        http = httpx.Client(base_url=url, headers={"x-api-key": alice}, timeout=30)
+        created = http.post("/v1/pipelines", json={"slug": "triage", "definition": PIPELINE})
+        assert created.status_code == 201, created.text
+        started = http.post(
+            f"/v1/pipelines/{created.json()['id']}/runs",
+            json={"inputs": {"ticket": "Down.", "lines": ["x"]}},
+        )
+        assert started.status_code == 202, started.text
+        # When it is left to run
+        deadline = time.monotonic() + 60
+        while (run := http.get(f"/v1/pipeline-runs/{started.json()['id']}").json())["status"] in (
+            "queued",
+            "running",
+        ) and time.monotonic() < deadline:
+            time.sleep(0.2)
     # Then it finished with every step's work
     assert run["status"] == "succeeded", run
     assert run["output"]["tags"] == ["echo: Tag x"] and run["output"]["urgent"] is True

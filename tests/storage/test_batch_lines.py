@@ -5,36 +5,18 @@ finisher however their groups race."""
 from __future__ import annotations
 
 import asyncio
-import uuid
-from datetime import UTC, datetime, timedelta
 
 from spine.storage import batches as store
 from spine.storage import db
-from spine.storage.batches import LineResult, NewBatch
+from spine.storage.batches import LineResult
 from spine.storage.owner import Owner
+from tests.fixtures.batches import insert_batch
 
 OWNER = Owner(tenant="acme", subject="alice")
 
 
 async def running_batch(conn: db.Connection, lines: int) -> str:
-    batch_id = f"batch_{uuid.uuid4().hex[:24]}"
-    await store.insert_batch(
-        conn,
-        OWNER,
-        NewBatch(
-            id=batch_id,
-            api_key_id=None,
-            credential="jwt",
-            scopes=[],
-            tier="default",
-            endpoint="/v1/chat/completions",
-            input_file_id="file-x",
-            completion_window="24h",
-            metadata=None,
-            total=lines,
-            expires_at=datetime.now(UTC) + timedelta(hours=24),
-        ),
-    )
+    batch_id = (await insert_batch(conn, OWNER, total=lines)).id
     await store.insert_lines(conn, batch_id, [(n, f"req-{n}") for n in range(1, lines + 1)])
     assert await store.start(conn, batch_id)
     return batch_id

@@ -5,7 +5,6 @@ the owner's budget once, and the estimate held since submission is given back on
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from spine.batches.native.results import ResultWriter
@@ -19,6 +18,7 @@ from spine.storage.db import Connection, Database
 from spine.storage.limits import CounterRequest, admit
 from spine.storage.native_batches import BudgetHold
 from spine.storage.owner import Owner
+from tests.fixtures.batches import insert_batch
 
 ESTIMATE = Decimal("0.01")
 RESULTS = [
@@ -59,23 +59,7 @@ async def test_results_written_twice_bill_and_count_each_line_once(
     db_conn: Connection,
 ) -> None:
     # Given a native batch submitted with its estimate held on a daily budget
-    batch = await store.insert_batch(
-        db_conn,
-        Owner("acme", "alice"),
-        store.NewBatch(
-            id="batch_native1",
-            api_key_id=None,
-            credential="key",
-            scopes=[],
-            tier="standard",
-            endpoint="/v1/chat/completions",
-            input_file_id="file-in",
-            completion_window="24h",
-            metadata=None,
-            total=3,
-            expires_at=datetime.now(UTC) + timedelta(days=1),
-        ),
-    )
+    batch = await insert_batch(db_conn, Owner("acme", "alice"), total=3, batch_id="batch_native1")
     await native_store.insert_pending(
         db_conn,
         batch_id=batch.id,

@@ -16,32 +16,9 @@ from aws_lambda_powertools.utilities.batch import (
 )
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-from spine.aws.live_registry import open_registry_source
 from spine.batches.worker import BatchWorker
-from spine.ledger.recorder import PostgresUsageRecorder
-from spine.ledger.spool import spool_for
 from spine.observability import bind_function
-from spine.settings import get_settings
-from spine.storage.db import Database
-
-_built: list[BatchWorker] = []
-
-
-def container_worker() -> BatchWorker:
-    """The worker of this configuration: built once per container (rebuilt only when
-    the settings object changes, as tests change it)."""
-    settings = get_settings()
-    if not _built or _built[0].settings is not settings:
-        database = Database()
-        _built[:] = [
-            BatchWorker(
-                settings=settings,
-                registry=open_registry_source(settings),
-                database=database,
-                recorder=PostgresUsageRecorder(database, spool_for(settings)),
-            )
-        ]
-    return _built[0]
+from spine.pipeline.warm import warm_parts
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
@@ -49,7 +26,13 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         getattr(context, "function_name", ""),
         function_request_id=getattr(context, "aws_request_id", ""),
     )
-    worker = container_worker()
+    parts = warm_parts()
+    worker = BatchWorker(
+        settings=parts.settings,
+        registry=parts.registry,
+        database=parts.database,
+        recorder=parts.recorder,
+    )
     if not isinstance(event, dict) or "Records" not in event:
         # A scheduled run, on the container's loop (its database connection).
         return {"swept": _container_loop().run_until_complete(worker.sweep())}

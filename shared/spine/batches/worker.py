@@ -70,7 +70,8 @@ class BatchWorker:
     database: Database
     recorder: PostgresUsageRecorder
     # Whether a batch still runs lines, by id: (when read, the answer), read again
-    # after STATUS_SECONDS, so a cancel stops lines that have not started yet.
+    # after STATUS_SECONDS, so a cancel stops lines that have not started yet. A
+    # worker serves one invocation, so this holds only that invocation's batches.
     _running: dict[str, tuple[float, bool]] = field(default_factory=dict, init=False)
 
     @property
@@ -190,10 +191,6 @@ class BatchWorker:
         if now - read_at >= STATUS_SECONDS:
             batch = await store.get_batch(await self.database.connection(), None, batch_id)
             running = batch is not None and batch.status == "in_progress"
-            if len(self._running) > 256:  # a warm container outlives many batches
-                self._running = {
-                    b: seen for b, seen in self._running.items() if now - seen[0] < STATUS_SECONDS
-                }
             self._running[batch_id] = (now, running)
         return running
 

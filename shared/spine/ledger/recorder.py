@@ -72,10 +72,7 @@ class PostgresUsageRecorder:
         """Write the row and apply the rate-limit `adjustments` in one round trip;
         spool both when the database cannot take them."""
 
-        # The time of the call, not of a later write from the spool.
-        item = SpooledUsage(
-            replace(usage_record(entry), created_at=datetime.now(UTC)), tuple(adjustments)
-        )
+        item = row_now(entry, adjustments)
         try:
             await write_spooled(self.database, item)
         except Exception as exc:
@@ -114,8 +111,7 @@ class BufferedUsageRecorder:
         await self.record_settling(entry, ())
 
     async def record_settling(self, entry: UsageEntry, adjustments: Sequence[Adjustment]) -> None:
-        record = replace(usage_record(entry), created_at=datetime.now(UTC))
-        self.items.append(SpooledUsage(record, tuple(adjustments)))
+        self.items.append(row_now(entry, adjustments))
 
     async def flush(self) -> None:
         items, self.items = self.items, []
@@ -140,6 +136,14 @@ async def write_spooled(database: Database, item: SpooledUsage) -> bool:
         return await settle_and_record_usage(conn, item.adjustments, item.record)
 
     return await database.run(write)
+
+
+def row_now(entry: UsageEntry, adjustments: Sequence[Adjustment]) -> SpooledUsage:
+    """The call's row and settlement, stamped now: the time of the call, not of a
+    later write (from the spool, or a group's flush)."""
+    return SpooledUsage(
+        replace(usage_record(entry), created_at=datetime.now(UTC)), tuple(adjustments)
+    )
 
 
 def usage_record(entry: UsageEntry) -> UsageRecord:

@@ -107,11 +107,7 @@ WHERE batch_id = %(batch)s
                 ),
             },
         )
-        await conn.execute(
-            "UPDATE batches SET status = 'in_progress', in_progress_at = clock_timestamp()"
-            " WHERE id = %(id)s AND status = 'validating'",
-            {"id": batch_id},
-        )
+        await batches.start(conn, batch_id)
 
 
 async def forget(conn: Connection, batch_id: str) -> None:

@@ -14,16 +14,10 @@ import asyncio
 import json
 import threading
 import uuid
-from dataclasses import dataclass
 from typing import Any
 
-from spine.aws.live_registry import open_registry_source
-from spine.ledger.recorder import PostgresUsageRecorder
-from spine.ledger.spool import spool_for
 from spine.observability import get_logger
-from spine.registry.source import RegistrySource
-from spine.settings import Settings, get_settings
-from spine.storage.db import Database
+from spine.pipeline.warm import warm_parts
 from spine.workflows.runs import Runner, SqsDispatch
 
 logger = get_logger(__name__)
@@ -42,36 +36,15 @@ def _loop() -> asyncio.AbstractEventLoop:
     return loop
 
 
-@dataclass(frozen=True)
-class _Parts:
-    settings: Settings
-    database: Database
-    registry: RegistrySource
-    recorder: PostgresUsageRecorder
-    dispatch: SqsDispatch
-
-
-_built: list[_Parts] = []
-
-
 def runner() -> Runner:
-    """The runner of this configuration: built once per container (rebuilt only when
-    the settings object changes, as tests change it)."""
-    settings = get_settings()
-    if not _built or _built[0].settings is not settings:
-        database = Database()
-        _built[:] = [
-            _Parts(
-                settings,
-                database,
-                open_registry_source(settings),
-                PostgresUsageRecorder(database, spool_for(settings)),
-                SqsDispatch(settings.workflows.queue_url),
-            )
-        ]
-    parts = _built[0]
+    """The runner of this container's configuration (`spine.pipeline.warm`)."""
+    parts = warm_parts()
     return Runner(
-        parts.database, settings, parts.registry.current(), parts.recorder, parts.dispatch
+        parts.database,
+        parts.settings,
+        parts.registry.current(),
+        parts.recorder,
+        SqsDispatch(parts.settings.workflows.queue_url),
     )
 
 
